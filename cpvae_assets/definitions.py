@@ -1,0 +1,7 @@
+"""The one place the platform's definitions are assembled (``dg`` and ``workspace.yaml`` load it)."""
+
+from pathlib import Path
+
+import dagster as dg
+
+defs = dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent)

@@ -1,0 +1,80 @@
+"""``raw_profiles``: the landing folder of one dataset, validated, as one table."""
+
+
+import dagster as dg
+import pandas as pd
+
+from cpvae_assets.ingest import feature_columns, ingest_dataset
+from cpvae_assets.io_manager import LakeTables
+from cpvae_assets.lake import column_names
+from cpvae_assets.landing import fingerprint
+from cpvae_assets.partitions import dataset_partitions
+from cpvae_assets.paths import partition_dir
+from cpvae_assets.quality import required_metadata
+from cpvae_assets.registry import dataset_spec
+from cpvae_assets.resources import LakeResource
+
+
+class IngestConfig(dg.Config):
+    allow_feature_change: bool = False
+    """Replace a stored dataset whose feature columns differ from the new files (refused by default)."""
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name="ingestion",
+    kinds={"pandas", "parquet"},
+    check_specs=[
+        dg.AssetCheckSpec("required_metadata", asset="raw_profiles", blocking=True,
+                          description="compound, MOA, dose, stratum and control columns are present and filled"),
+        dg.AssetCheckSpec("feature_count", asset="raw_profiles",
+                          description="records how many features the dataset has and which were dropped"),
+    ],
+)
+def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource):
+    """Profiles of one dataset from ``data_lake/landing/<dataset>/`` (CSV, CSV.gz, Parquet, GCT, GCTX)."""
+    dataset = context.partition_key
+    landing = lake.landing(dataset)
+    spec = dataset_spec(dataset, landing)
+    result = ingest_dataset(landing, spec)
+    for note in result.notes:
+        context.log.warning(note)
+    stored = partition_dir(lake.path, "raw_profiles", dataset) / "data.parquet"
+    if stored.exists() and not config.allow_feature_change:
+        old = feature_columns(pd.DataFrame(columns=column_names(stored)))
+        if set(old) != set(result.features):
+            raise dg.Failure(
+                description=(
+                    f"{landing}: the new files have {len(result.features)} features, the stored dataset "
+                    f"{len(old)}, and they differ (e.g. new {sorted(set(result.features) - set(old))[:3]}, "
+                    f"gone {sorted(set(old) - set(result.features))[:3]}); the stored partition is kept. "
+                    "Re-run with config allow_feature_change=true to replace it."
+                )
+            )
+    digest, _ = fingerprint(landing)
+    tables = LakeTables(data=result.profiles)
+    if result.feature_info is not None:
+        tables["features"] = result.feature_info.astype(str)
+    profiles = result.profiles
+    yield dg.Output(
+        tables,
+        metadata={
+            "profiles": len(profiles),
+            "feature_count": len(result.features),
+            "controls": int(profiles["is_control"].sum()),
+            "compounds": int(profiles["compound"].nunique()),
+            "moas": int(profiles["moa"].nunique()),
+            "files": ", ".join(result.files),
+            "kind": spec.kind,
+            "landing_sha256": digest,
+            "dropped_features": ", ".join(result.dropped_features) or "none",
+        },
+    )
+    outcome = required_metadata(profiles)
+    yield dg.AssetCheckResult(check_name="required_metadata", passed=outcome.passed,
+                              description=outcome.description, metadata=outcome.metadata)
+    yield dg.AssetCheckResult(
+        check_name="feature_count", passed=len(result.features) > 0,
+        metadata={"feature_count": len(result.features), "dropped": len(result.dropped_features)},
+    )
+

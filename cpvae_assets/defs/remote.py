@@ -1,0 +1,50 @@
+"""``remote_files``: the registered LINCS files of the public manifest, verified or downloaded.
+
+Downloaded files land in ``data_lake/landing/<dataset>/``, where the landing sensor picks them up.
+"""
+
+
+import dagster as dg
+import pandas as pd
+
+from cpvae_assets.registry import load_registry
+from cpvae_assets.resources import LakeResource, LincsRemoteResource
+
+
+class RemoteConfig(dg.Config):
+    download: bool = False
+    """Download absent or changed files (needs the network); otherwise only verify what is there."""
+    datasets: list[str] = []
+    """Registered datasets to handle; empty means every dataset that lists remote files."""
+
+
+@dg.asset(group_name="ingestion", kinds={"python", "parquet"})
+def remote_files(context: dg.AssetExecutionContext, config: RemoteConfig, lake: LakeResource,
+                 lincs_remote: LincsRemoteResource) -> pd.DataFrame:
+    """Status of every remote LINCS file the registry names: verified in the landing folder or absent."""
+    registry = load_registry()
+    names = config.datasets or [n for n, s in registry.items() if s.remote_files]
+    unknown = [n for n in names if n not in registry or not registry[n].remote_files]
+    if unknown:
+        raise dg.Failure(f"no remote files registered for {unknown}")
+    rows = []
+    for name in names:
+        spec, landing = registry[name], lake.landing(name)
+        if config.download:
+            for path in lincs_remote.fetch(spec, landing):
+                context.log.info(f"{name}: {path.name} verified in {landing}")
+        rows += lincs_remote.status(spec, landing)
+    frame = pd.DataFrame(rows)
+    context.add_output_metadata({"files": len(frame), "verified": int((frame["status"] == "verified").sum()),
+                                 "manifest": str(lincs_remote.manifest_path)})
+    return frame
+
+
+weekly_remote_check = dg.ScheduleDefinition(
+    name="weekly_remote_manifest_check",
+    cron_schedule="0 6 * * 1",
+    target=[remote_files],
+    run_config=dg.RunConfig(ops={"remote_files": RemoteConfig(download=True)}),
+    default_status=dg.DefaultScheduleStatus.STOPPED,  # downloads ~0.5 GB: opt in from the UI
+    description="Every Monday: re-check the LINCS manifest and download new or changed files into landing.",
+)

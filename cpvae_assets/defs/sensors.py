@@ -1,0 +1,56 @@
+"""Sensors: new or changed files in a landing folder start ingestion; everything downstream follows."""
+
+
+import json
+
+import dagster as dg
+
+from cpvae_assets.defs.ingestion import raw_profiles
+from cpvae_assets.landing import fingerprint
+from cpvae_assets.partitions import dataset_partitions
+from cpvae_assets.paths import UnsafePathError, check_name
+from cpvae_assets.resources import LakeResource
+
+
+def _last_ingested_hash(instance: dg.DagsterInstance, dataset: str) -> str | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=raw_profiles.key, asset_partitions=[dataset]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get("landing_sha256")
+    return getattr(value, "value", None)
+
+
+@dg.sensor(target=[raw_profiles], minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+    """Adds a ``dataset`` partition per landing folder and ingests it when its content hash changes."""
+    state = json.loads(context.cursor) if context.cursor else {}
+    root = lake.path / "landing"
+    known = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
+    runs, new, next_state = [], [], {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        try:
+            dataset = check_name(folder.name)
+            digest, files = fingerprint(folder, state.get(dataset, {}).get("files"))
+        except (UnsafePathError, ValueError) as exc:
+            context.log.warning(f"skipping {folder}: {exc}")
+            continue
+        next_state[dataset] = {"hash": digest, "files": files}
+        previous = state.get(dataset, {}).get("hash") or _last_ingested_hash(context.instance, dataset)
+        if dataset not in known:
+            new.append(dataset)
+        if digest != previous:
+            runs.append(dg.RunRequest(partition_key=dataset, run_key=f"{dataset}:{digest[:16]}",
+                                      tags={"cpvae/landing_sha256": digest}))
+    return dg.SensorResult(
+        run_requests=runs,
+        dynamic_partitions_requests=[dataset_partitions.build_add_request(new)] if new else [],
+        cursor=json.dumps(next_state),
+    )
+
+
+automation = dg.AutomationConditionSensorDefinition(
+    "cpvae_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Materialises downstream partitions (AutomationCondition.eager) once their inputs update.",
+)

@@ -1,0 +1,194 @@
+"""Turn the files of one landing folder into one validated profile table.
+
+Output columns: the canonical metadata every later stage relies on (``profile_id``, ``compound``,
+``moa``, ``dose``, ``stratum``, ``is_control``, ``source_file``), the file's own ``Metadata_*``
+columns unchanged, then the numeric features. Anything that would silently corrupt a model (text in
+a feature, scattered NaN, inf, features that differ between files) is an error naming the file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cpvae_assets.paths import inside
+from cpvae_assets.readers import META_PREFIX, ProfileFileError, profile_format, read_profiles
+from cpvae_assets.registry import DatasetSpec
+
+CANONICAL = ["profile_id", "compound", "moa", "dose", "stratum", "is_control", "source_file"]
+# columns later stages add beside the canonical ones; never features
+DERIVED = ["split"]
+CONTROL_MOA = "DMSO"
+MISSING_CODES = ("-666", "-666.0", "na", "NA", "nan", "")
+
+
+class IngestError(ValueError):
+    """The landing folder as a whole cannot be loaded (no files, files that disagree)."""
+
+
+@dataclass
+class Ingested:
+    profiles: pd.DataFrame
+    features: list[str]
+    feature_info: pd.DataFrame | None
+    files: list[str]
+    dropped_features: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """Features are every column that is neither canonical nor ``Metadata_*`` (pycytominer's rule)."""
+    skip = set(CANONICAL) | set(DERIVED)
+    return [c for c in frame.columns if c not in skip and not str(c).startswith(META_PREFIX)]
+
+
+def landing_files(landing: Path) -> list[Path]:
+    """Profile files directly in ``landing``, refusing any that resolve outside it (symlinks)."""
+    if not landing.is_dir():
+        raise IngestError(f"{landing}: landing folder does not exist")
+    files = []
+    for path in sorted(landing.iterdir()):
+        if path.name.startswith(".") or path.name.endswith(".part") or profile_format(path) is None:
+            continue
+        inside(landing, path)
+        if path.is_file():
+            files.append(path)
+    if not files:
+        raise IngestError(f"{landing}: no profile files (expected CSV, CSV.gz, Parquet, GCT or GCTX)")
+    return files
+
+
+def _numeric_features(path: Path, frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    values = frame[features]
+    text = [c for c in features if not pd.api.types.is_numeric_dtype(values[c])]
+    if text:
+        converted = values[text].apply(pd.to_numeric, errors="coerce")
+        original = values[text].replace(list(MISSING_CODES[2:]), np.nan)
+        bad = converted.isna() & original.notna()
+        if bad.any().any():
+            column = bad.any().idxmax()
+            example = values.loc[bad[column], column].iloc[0]
+            raise ProfileFileError(
+                path, f"feature column {column!r} has non-numeric values (e.g. {example!r}); "
+                f"{int(bad.any().sum())} column(s) affected"
+            )
+        values = values.assign(**{c: converted[c] for c in text})
+    return values.astype(np.float64)
+
+
+def _standardise(
+    path: Path, frame: pd.DataFrame, spec: DatasetSpec, notes: list[str], dropped: list[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    missing = [c for c in spec.required_columns if c not in frame.columns]
+    if missing:
+        roles = {spec.compound: "compound id", spec.moa: "MOA", spec.dose: "dose",
+                 spec.stratum: "plate / cell line", spec.control_column: "control marker"}
+        if spec.moa_join:
+            roles[spec.moa_join[0]] = "MOA join key"
+        described = ", ".join(f"{c!r} ({roles.get(c, 'required')})" for c in missing)
+        raise ProfileFileError(path, f"missing required column(s) {described} for dataset {spec.name!r}")
+    features = feature_columns(frame)
+    if not features:
+        raise ProfileFileError(path, "no feature columns (every column is metadata)")
+    values = _numeric_features(path, frame, features)
+    if np.isinf(values.to_numpy()).any():
+        column = values.columns[np.isinf(values.to_numpy()).any(axis=0)][0]
+        raise ProfileFileError(path, f"feature column {column!r} contains inf")
+    empty = [c for c in features if values[c].isna().all()]
+    if empty:
+        message = f"{path.name}: dropped {len(empty)} feature column(s) that are entirely NaN: {', '.join(empty[:20])}"
+        warnings.warn(message, stacklevel=2)
+        notes.append(message)
+        dropped.extend(empty)
+        values = values.drop(columns=empty)
+    holes = values.isna().sum()
+    holes = holes[holes > 0]
+    if len(holes):
+        raise ProfileFileError(
+            path,
+            f"{int(holes.sum())} NaN cell(s) in {len(holes)} feature column(s) (e.g. {holes.index[0]!r}: "
+            f"{int(holes.iloc[0])} rows); cpvae does not impute — fix the file or drop those columns",
+        )
+    meta = frame[[c for c in frame.columns if str(c).startswith(META_PREFIX)]]
+    return pd.concat([meta.reset_index(drop=True), values.reset_index(drop=True)], axis=1), list(values.columns)
+
+
+def _is_control(column: pd.Series, spec: DatasetSpec) -> pd.Series:
+    text = column.astype("string").str.strip()
+    marks = set(spec.control_values)
+    flag = text.isin(marks - {""}).fillna(False)
+    if "" in marks:
+        flag |= text.isna() | (text == "")
+    return flag.astype(bool)
+
+
+def _moa_from_table(frame: pd.DataFrame, spec: DatasetSpec) -> pd.Series:
+    table_path = spec.moa_table_path()
+    profile_key, table_key = spec.moa_join
+    table = pd.read_csv(table_path, sep="\t", dtype=str)
+    for col in (table_key, "moa"):
+        if col not in table.columns:
+            raise ProfileFileError(table_path, f"MOA table lacks column {col!r}")
+    table = table.dropna(subset=[table_key]).drop_duplicates(subset=[table_key])
+    lookup = dict(zip(table[table_key].str.strip(), table["moa"]))
+    return frame[profile_key].astype("string").str.strip().map(lookup)
+
+
+def canonical_metadata(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series) -> pd.DataFrame:
+    is_control = _is_control(frame[spec.control_column], spec)
+    moa = _moa_from_table(frame, spec) if spec.moa is None else frame[spec.moa]
+    moa = moa.astype("string").str.strip().replace("", pd.NA)
+    moa = moa.mask(is_control, CONTROL_MOA)
+    compound = frame[spec.compound].astype("string").str.strip().replace("", pd.NA)
+    compound = compound.mask(is_control & compound.isna(), CONTROL_MOA)
+    dose = pd.to_numeric(frame[spec.dose].astype("string").replace(list(MISSING_CODES), pd.NA), errors="coerce")
+    dose = dose.mask(is_control, 0.0).astype("float64")
+    if "Metadata_sample_id" in frame.columns:
+        profile_id = frame["Metadata_sample_id"].astype(str)
+    else:
+        profile_id = source.str.cat(frame.groupby(source.values).cumcount().astype(str), sep=":")
+    return pd.DataFrame({
+        "profile_id": profile_id.values,
+        "compound": compound.values,
+        "moa": moa.values,
+        "dose": dose.values,
+        "stratum": frame[spec.stratum].astype("string").fillna("unknown").values,
+        "is_control": is_control.values,
+        "source_file": source.values,
+    })
+
+
+def ingest_dataset(landing: Path, spec: DatasetSpec) -> Ingested:
+    """Load, validate and stack every profile file in ``landing`` for ``spec``."""
+    notes: list[str] = []
+    dropped: list[str] = []
+    frames, feature_info, features, names = [], None, None, []
+    for path in landing_files(landing):
+        raw, info = read_profiles(path)
+        frame, file_features = _standardise(path, raw, spec, notes, dropped)
+        if features is None:
+            features, feature_info = file_features, info
+        elif set(file_features) != set(features):
+            extra = sorted(set(file_features) - set(features))[:5]
+            lacking = sorted(set(features) - set(file_features))[:5]
+            raise IngestError(
+                f"{path}: features differ from {names[0]} (extra {extra}, missing {lacking}); "
+                "files of one dataset must share their features"
+            )
+        frames.append(frame)
+        names.append(path.name)
+    stacked = pd.concat(frames, ignore_index=True)
+    source = pd.Series(np.repeat(names, [len(f) for f in frames]), dtype="string")
+    meta = canonical_metadata(stacked, spec, source)
+    if meta["profile_id"].duplicated().any():
+        dup = meta.loc[meta["profile_id"].duplicated(), "profile_id"].iloc[0]
+        raise IngestError(f"{landing}: profile id {dup!r} occurs in more than one row")
+    metadata_cols = [c for c in stacked.columns if str(c).startswith(META_PREFIX)]
+    profiles = pd.concat([meta, stacked[metadata_cols + features]], axis=1)
+    if feature_info is not None:
+        feature_info = feature_info[feature_info["feature"].isin(features)].reset_index(drop=True)
+    return Ingested(profiles, features, feature_info, names, sorted(set(dropped)), notes)

@@ -1,0 +1,179 @@
+"""Read profile files in the formats LINCS publishes: pycytominer CSV(.gz)/Parquet, GCT 1.3, GCTX.
+
+Every reader returns samples as rows, ``Metadata_*`` columns first, then one column per feature, so
+Cell Painting and L1000 look the same from here on. Errors name the file and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+META_PREFIX = "Metadata_"
+SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".gct", ".gct.gz", ".gctx")
+
+
+class ProfileFileError(ValueError):
+    """A profile file that cannot be read as profiles; the message names the file."""
+
+    def __init__(self, path: Path | str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+def profile_format(path: Path) -> str | None:
+    """The format named by the file's suffix, or None for files the loader ignores."""
+    name = path.name.lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix.lstrip(".").removesuffix(".gz")
+    return None
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _check_duplicates(path: Path, names: list[str], what: str = "column") -> None:
+    dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+    if dupes:
+        raise ProfileFileError(path, f"duplicate {what} names: {', '.join(dupes[:10])}")
+
+
+def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    with _open_text(path) as handle:
+        header = next(csv.reader([handle.readline()], delimiter=sep), [])
+    if not header or header == [""]:
+        raise ProfileFileError(path, "no header line (empty file?)")
+    _check_duplicates(path, header)
+    meta = {c: str for c in header if c.startswith(META_PREFIX)}
+    frame = pd.read_csv(path, sep=sep, dtype=meta, keep_default_na=True, low_memory=False)
+    return frame
+
+
+def _gct_cells(line: str) -> list[str]:
+    return line.rstrip("\r\n").split("\t")
+
+
+def read_gct(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GCT 1.3 (and 1.2) text: genes are rows there; returned transposed, samples as rows."""
+    with _open_text(path) as handle:
+        version = handle.readline().strip()
+        if version not in ("#1.3", "#1.2"):
+            raise ProfileFileError(path, f"bad GCT header: first line is {version[:40]!r}, expected '#1.3'")
+        dims = _gct_cells(handle.readline())
+        want = 4 if version == "#1.3" else 2
+        try:
+            numbers = [int(x) for x in dims[:want]]
+        except ValueError:
+            numbers = []
+        if len(numbers) != want or any(n < 0 for n in numbers):
+            raise ProfileFileError(path, f"bad GCT header: dimension line {dims!r} is not {want} integers")
+        n_rows, n_cols = numbers[:2]
+        n_rmeta, n_cmeta = numbers[2:] if version == "#1.3" else (1, 0)
+        header = _gct_cells(handle.readline())
+        if len(header) != 1 + n_rmeta + n_cols:
+            raise ProfileFileError(
+                path,
+                f"bad GCT header: {len(header)} header fields, expected 1 + {n_rmeta} + {n_cols}",
+            )
+        cids = header[1 + n_rmeta :]
+        _check_duplicates(path, cids, "sample id")
+        col_meta = {}
+        for _ in range(n_cmeta):
+            cells = _gct_cells(handle.readline())
+            if len(cells) != len(header):
+                raise ProfileFileError(path, f"GCT column-metadata line {cells[0]!r} has {len(cells)} fields")
+            col_meta[cells[0]] = cells[1 + n_rmeta :]
+        body = pd.read_csv(handle, sep="\t", header=None, dtype=str, keep_default_na=False)
+    if body.shape != (n_rows, len(header)):
+        raise ProfileFileError(
+            path, f"GCT body is {body.shape[0]} x {body.shape[1]}, header says {n_rows} x {len(header)} (truncated?)"
+        )
+    rids = body.iloc[:, 0].tolist()
+    _check_duplicates(path, rids, "feature id")
+    row_meta = body.iloc[:, : 1 + n_rmeta].copy()
+    row_meta.columns = ["feature"] + header[1 : 1 + n_rmeta]
+    values = body.iloc[:, 1 + n_rmeta :].T
+    values.columns = rids
+    values = values.replace({"": np.nan, "NaN": np.nan, "nan": np.nan, "na": np.nan})
+    samples = pd.DataFrame({f"{META_PREFIX}{k}": v for k, v in col_meta.items()}, index=values.index)
+    samples.insert(0, f"{META_PREFIX}sample_id", cids)
+    frame = pd.concat([samples.reset_index(drop=True), values.reset_index(drop=True)], axis=1)
+    return frame, row_meta
+
+
+def _decode(values: np.ndarray) -> list:
+    return [v.decode() if isinstance(v, bytes) else v for v in values.tolist()]
+
+
+def read_gctx(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """GCTX (HDF5, cmapPy layout): ``/0/DATA/0/matrix`` is samples x genes."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            matrix = h5["0/DATA/0/matrix"][...]
+            rids = _decode(h5["0/META/ROW/id"][...])
+            cids = _decode(h5["0/META/COL/id"][...])
+            col_meta = {k: _decode(h5[f"0/META/COL/{k}"][...]) for k in h5["0/META/COL"] if k != "id"}
+            row_meta = {k: _decode(h5[f"0/META/ROW/{k}"][...]) for k in h5["0/META/ROW"] if k != "id"}
+    except (OSError, KeyError) as exc:
+        raise ProfileFileError(path, f"not a readable GCTX file ({exc})") from exc
+    if matrix.shape != (len(cids), len(rids)):
+        raise ProfileFileError(path, f"GCTX matrix is {matrix.shape}, ids say {(len(cids), len(rids))}")
+    _check_duplicates(path, [str(r) for r in rids], "feature id")
+    _check_duplicates(path, [str(c) for c in cids], "sample id")
+    samples = pd.DataFrame({f"{META_PREFIX}{k}": v for k, v in col_meta.items()})
+    samples.insert(0, f"{META_PREFIX}sample_id", [str(c) for c in cids])
+    values = pd.DataFrame(np.asarray(matrix, dtype=np.float64), columns=[str(r) for r in rids])
+    return pd.concat([samples, values], axis=1), pd.DataFrame({"feature": [str(r) for r in rids], **row_meta})
+
+
+def read_profiles(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read one profile file; returns (samples x columns, per-feature annotation or None)."""
+    fmt = profile_format(path)
+    if fmt is None:
+        raise ProfileFileError(path, f"unsupported file type; expected one of {', '.join(SUFFIXES)}")
+    if not path.is_file():
+        raise ProfileFileError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise ProfileFileError(path, "file is empty")
+    try:
+        if fmt in ("csv", "tsv"):
+            frame, features = _read_delimited(path, "," if fmt == "csv" else "\t"), None
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(path).names
+            _check_duplicates(path, names)
+            frame, features = pq.read_table(path).to_pandas(), None
+        elif fmt == "gct":
+            frame, features = read_gct(path)
+        else:
+            frame, features = read_gctx(path)
+    except ProfileFileError:
+        raise
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ProfileFileError(path, f"truncated or corrupt compressed file ({exc})") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ProfileFileError(path, "file has no rows or columns") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise ProfileFileError(path, f"cannot be parsed ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # pyarrow raises its own hierarchy for corrupt Parquet
+        if type(exc).__module__.startswith("pyarrow"):
+            raise ProfileFileError(path, f"not a readable Parquet file ({exc})") from exc
+        raise
+    if frame.shape[0] == 0:
+        raise ProfileFileError(path, "file has a header but no profiles")
+    return frame, features
