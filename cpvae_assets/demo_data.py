@@ -208,7 +208,7 @@ def _landmark_genes() -> pd.DataFrame:
 
 
 def _write_csv_gz(frame: pd.DataFrame, path: Path) -> None:
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as handle:
         handle.write(frame.to_csv(index=False, float_format="%.6g").encode())
 
 
