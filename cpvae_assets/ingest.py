@@ -85,11 +85,12 @@ def _standardise(
 ) -> tuple[pd.DataFrame, list[str]]:
     missing = [c for c in spec.required_columns if c not in frame.columns]
     if missing:
-        roles = {spec.compound: "compound id", spec.moa: "MOA", spec.dose: "dose",
-                 spec.stratum: "plate / cell line", spec.control_column: "control marker"}
-        if spec.moa_join:
-            roles[spec.moa_join[0]] = "MOA join key"
-        described = ", ".join(f"{c!r} ({roles.get(c, 'required')})" for c in missing)
+        roles: dict[str, list[str]] = {}  # one column may play several roles (compound + control marker)
+        for column, role in ((spec.compound, "compound id"), (spec.moa, "MOA"), (spec.dose, "dose"),
+                             (spec.stratum, "plate / cell line"), (spec.control_column, "control marker"),
+                             (spec.moa_join[0] if spec.moa_join else None, "MOA join key")):
+            roles.setdefault(column, []).append(role)
+        described = ", ".join(f"{c!r} ({' / '.join(roles.get(c, ['required']))})" for c in missing)
         raise ProfileFileError(path, f"missing required column(s) {described} for dataset {spec.name!r}")
     features = feature_columns(frame)
     if not features:

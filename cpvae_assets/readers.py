@@ -95,7 +95,10 @@ def read_gct(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             if len(cells) != len(header):
                 raise ProfileFileError(path, f"GCT column-metadata line {cells[0]!r} has {len(cells)} fields")
             col_meta[cells[0]] = cells[1 + n_rmeta :]
-        body = pd.read_csv(handle, sep="\t", header=None, dtype=str, keep_default_na=False)
+        try:
+            body = pd.read_csv(handle, sep="\t", header=None, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:  # no data lines at all: a header-only (0-row) or cut-off file
+            body = pd.DataFrame(columns=range(len(header)), dtype=str)
     if body.shape != (n_rows, len(header)):
         raise ProfileFileError(
             path, f"GCT body is {body.shape[0]} x {body.shape[1]}, header says {n_rows} x {len(header)} (truncated?)"
