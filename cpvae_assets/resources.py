@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from cpvae_assets.fetch import ManifestEntry, fetch_file, read_manifest, sha256_of
-from cpvae_assets.paths import landing_dir, lake_root
+from cpvae_assets.paths import inside, landing_dir, lake_root
 from cpvae_assets.registry import DATA_DIR, DatasetSpec
 
 DEFAULT_MANIFEST = DATA_DIR / "remote_manifest.tsv"
@@ -23,7 +23,9 @@ class LakeResource(dg.ConfigurableResource):
         return lake_root(self.root or None)
 
     def landing(self, dataset: str) -> Path:
-        return landing_dir(self.path, dataset)
+        folder = landing_dir(self.path, dataset)
+        inside(self.path / "landing", folder)  # a symlinked dataset folder must not lead out of landing
+        return folder
 
 
 class LincsRemoteResource(dg.ConfigurableResource):

@@ -5,16 +5,19 @@ import json
 
 import dagster as dg
 
-from cpvae_assets.defs.ingestion import raw_profiles
 from cpvae_assets.landing import fingerprint
 from cpvae_assets.partitions import dataset_partitions
-from cpvae_assets.paths import UnsafePathError, check_name
+from cpvae_assets.paths import UnsafePathError, check_name, inside
 from cpvae_assets.resources import LakeResource
+
+
+# by key, not by import: importing the asset here would make the defs loader see it twice
+RAW_PROFILES = dg.AssetKey("raw_profiles")
 
 
 def _last_ingested_hash(instance: dg.DagsterInstance, dataset: str) -> str | None:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=raw_profiles.key, asset_partitions=[dataset]), limit=1
+        dg.AssetRecordsFilter(asset_key=RAW_PROFILES, asset_partitions=[dataset]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return None
@@ -22,7 +25,7 @@ def _last_ingested_hash(instance: dg.DagsterInstance, dataset: str) -> str | Non
     return getattr(value, "value", None)
 
 
-@dg.sensor(target=[raw_profiles], minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(target=dg.AssetSelection.assets(RAW_PROFILES), minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
     """Adds a ``dataset`` partition per landing folder and ingests it when its content hash changes."""
     state = json.loads(context.cursor) if context.cursor else {}
@@ -32,16 +35,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> d
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         try:
             dataset = check_name(folder.name)
+            inside(root, folder)  # a symlinked folder that leads out of landing is not a dataset
             digest, files = fingerprint(folder, state.get(dataset, {}).get("files"))
         except (UnsafePathError, ValueError) as exc:
             context.log.warning(f"skipping {folder}: {exc}")
             continue
-        next_state[dataset] = {"hash": digest, "files": files}
-        previous = state.get(dataset, {}).get("hash") or _last_ingested_hash(context.instance, dataset)
+        before = state.get(dataset, {})
+        previous = before.get("hash") or _last_ingested_hash(context.instance, dataset)
+        # a change counter in the run key: content that returns to an earlier state is ingested again
+        changes = before.get("changes", 0) + (digest != previous)
+        next_state[dataset] = {"hash": digest, "files": files, "changes": changes}
         if dataset not in known:
             new.append(dataset)
         if digest != previous:
-            runs.append(dg.RunRequest(partition_key=dataset, run_key=f"{dataset}:{digest[:16]}",
+            runs.append(dg.RunRequest(partition_key=dataset, run_key=f"{dataset}:{changes}:{digest[:16]}",
                                       tags={"cpvae/landing_sha256": digest}))
     return dg.SensorResult(
         run_requests=runs,

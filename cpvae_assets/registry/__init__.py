@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from cpvae_assets.paths import check_name
+from cpvae_assets.paths import check_name, inside
 
 Kind = Literal["cell_painting", "l1000"]
 REGISTRY_FILE = Path(__file__).with_name("datasets.toml")
@@ -37,6 +37,14 @@ class DatasetSpec:
     moa_join: tuple[str, str] | None = None  # (profile column, table column)
     description: str = ""
     remote_files: tuple[str, ...] = field(default_factory=tuple)
+    level: int = 5  # LINCS processing level: 5 consensus, 4 replicate wells
+
+    @property
+    def model_preset(self) -> str:
+        """Which of the paper's hyperparameter sets fits: ``cp5``, ``cp4`` or ``l1000``."""
+        if self.kind == "l1000":
+            return "l1000"
+        return "cp4" if self.level == 4 else "cp5"
 
     @property
     def required_columns(self) -> list[str]:
@@ -78,6 +86,7 @@ def _build(name: str, raw: dict, source: str) -> DatasetSpec:
         moa_join=(join["profile"], join["table"]) if join else None,
         description=raw.get("description", ""),
         remote_files=tuple(raw.get("remote_files", ())),
+        level=int(raw.get("level", 5)),
     )
 
 
@@ -108,7 +117,7 @@ def dataset_spec(name: str, landing: Path | None = None) -> DatasetSpec:
     """The description of ``name``: its landing folder's ``dataset.toml`` first, then the registry."""
     check_name(name)
     if landing is not None and (landing / LOCAL_SPEC).is_file():
-        local = landing / LOCAL_SPEC
+        local = inside(landing, landing / LOCAL_SPEC)
         with open(local, "rb") as handle:
             raw = tomllib.load(handle)
         registry = load_registry()
