@@ -8,6 +8,7 @@ the manifest, so the landing folder never holds a file the sensor could ingest h
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -91,7 +92,7 @@ def fetch_file(entry: ManifestEntry, dest_dir: Path, progress: bool = True, time
             pass  # the part file is already complete
         else:
             raise FetchError(f"{entry.url}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
         raise FetchError(f"{entry.url}: download interrupted ({exc}); run again to resume from {part}") from exc
     size = part.stat().st_size
     if size != entry.size_bytes:
