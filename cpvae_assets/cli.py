@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from cpvae_assets.paths import lake_root
@@ -14,6 +15,12 @@ DEMO_DATASETS = ("demo_cp_level5", "demo_cp_level4", "demo_l1000", "lincs_cp_pla
 REAL_PLATES = {
     "lincs_cp_plate": "lincs_cellpainting_plate_SQ00015054.csv.gz",
     "l1000_ljp005": "l1000_LJP005_A375_24H.gct.gz",
+}
+# the small tuning budget of the demo: a real run sets trials to tens (the paper's budget)
+DEMO_RUN_CONFIG = {
+    "tuned_hyperparameters": {"config": {"trials": 1, "epochs_per_trial": 4, "beta_grid": [0.06, 0.3, 1.0, 10.0],
+                                         "lambda_grid": [1.0, 1e2, 1e3, 1e5]}},
+    "trained_models": {"config": {"epochs": 30, "patience": 8, "n_seeds": 1}},
 }
 SUMMARY_SQL = """
 WITH counts AS (
@@ -51,12 +58,13 @@ def seed_landing(lake: Path) -> list[str]:
     return list(DEMO_DATASETS)
 
 
-def materialise(datasets: list[str], lake: Path) -> None:
-    """Materialise every asset of every dataset partition, in this process, on the real instance."""
+def materialise(datasets: list[str], lake: Path, model_types: tuple[str, ...] | None = None) -> None:
+    """Materialise every asset of every dataset (and dataset x model type) partition, in this
+    process, on the real instance, so the runs show in the UI."""
     import dagster as dg
 
     from cpvae_assets.definitions import defs
-    from cpvae_assets.partitions import dataset_partitions
+    from cpvae_assets.partitions import MODEL_TYPES, dataset_model_partitions, dataset_partitions
 
     os.environ["CPVAE_LAKE"] = str(lake)
     instance = dg.DagsterInstance.get()
@@ -65,13 +73,22 @@ def materialise(datasets: list[str], lake: Path) -> None:
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets or [])
     per_dataset = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == dataset_partitions]
+    per_model = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == dataset_model_partitions]
     unpartitioned = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is None]
+    ops = {name: cfg for name, cfg in DEMO_RUN_CONFIG.items() if dg.AssetKey(name) in per_model}
     for dataset in datasets:
+        started = time.perf_counter()
         print(f"materialising {dataset} ...", flush=True)
-        result = dg.materialize(assets, selection=per_dataset, partition_key=dataset, instance=instance,
-                                resources=defs.resources, tags={"cpvae/launched_by": "cpvae demo"})
-        if not result.success:
-            raise SystemExit(f"materialisation of {dataset} failed")
+        keys = [(dataset, per_dataset, None)]
+        keys += [(dg.MultiPartitionKey({"dataset": dataset, "model_type": m}), per_model, {"ops": ops})
+                 for m in (model_types or MODEL_TYPES) if per_model]
+        for key, selection, run_config in keys:
+            result = dg.materialize(assets, selection=selection, partition_key=key, instance=instance,
+                                    resources=defs.resources, run_config=run_config,
+                                    tags={"cpvae/launched_by": "cpvae demo"})
+            if not result.success:
+                raise SystemExit(f"materialisation of {key} failed")
+        print(f"  {dataset}: {time.perf_counter() - started:.0f} s", flush=True)
     if unpartitioned:
         dg.materialize(assets, selection=unpartitioned, instance=instance, resources=defs.resources)
 

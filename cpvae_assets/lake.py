@@ -28,9 +28,13 @@ _NOT_ASSETS = {"landing", "dagster_home", "tmp"}
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it over ``target`` only if the block succeeds."""
+    """Yield a temporary path beside ``target``; rename it over ``target`` only if the block succeeds.
+
+    The temporary name is hidden (leading dot: no glob or loader picks it up) and keeps the target's
+    suffix, for writers that insist on one (Keras ``.keras``, AnnData ``.h5ad``).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}{target.suffix}")
     try:
         yield tmp
         with open(tmp, "rb") as handle:

@@ -1,0 +1,80 @@
+"""Latent embeddings and generation QC: how well a model reconstructs and simulates profiles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+
+from cpvae_assets.ingest import feature_columns
+from cpvae_assets.models.latent import LatentModel, PcaModel
+from cpvae_assets.models.tuning import hausdorff
+
+
+def latent_columns(latent_dim: int) -> list[str]:
+    return [f"z_{i}" for i in range(latent_dim)]
+
+
+def embed(model: LatentModel, splits: pd.DataFrame) -> pd.DataFrame:
+    """z_mean of every profile (all splits) beside its metadata."""
+    features = feature_columns(splits)
+    z = model.encode(splits[features].to_numpy(np.float32))
+    meta = splits.drop(columns=features).reset_index(drop=True)
+    return pd.concat([meta, pd.DataFrame(z, columns=latent_columns(z.shape[1]))], axis=1)
+
+
+def to_anndata(embeddings: pd.DataFrame):
+    """The embeddings as AnnData: X = latent means, obs = profile metadata (for scanpy / pertpy)."""
+    import anndata
+
+    z_cols = [c for c in embeddings.columns if c.startswith("z_")]
+    obs = embeddings.drop(columns=z_cols).set_index("profile_id")
+    # nullable pandas strings are written as plain object strings, readable by every anndata
+    obs = obs.astype({c: object for c in obs.columns if pd.api.types.is_string_dtype(obs[c])})
+    obs.index = obs.index.astype(str).astype(object)
+    return anndata.AnnData(X=embeddings[z_cols].to_numpy(np.float32), obs=obs,
+                           var=pd.DataFrame(index=pd.Index(z_cols, dtype=object)))
+
+
+def simulate(model: LatentModel, n: int, seed: int) -> np.ndarray:
+    """Decode samples of the prior: N(0, I) for a VAE; for PCA the matching Gaussian, N(0, diag(var))."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, model.latent_dim)).astype(np.float32)
+    if isinstance(model, PcaModel):
+        z = z * np.sqrt(model.pca.explained_variance_).astype(np.float32)
+    return model.decode(z)
+
+
+@dataclass
+class GenerationQC:
+    scores: dict[str, float]
+    coords: pd.DataFrame  # kind (real / reconstructed / simulated), profile_id, umap_1, umap_2
+
+
+def generation_qc(model: LatentModel, test: np.ndarray, profile_ids: list[str], seed: int) -> GenerationQC:
+    """Reconstruct the test split, simulate as many profiles, and place all three in one UMAP fitted
+    on the real test profiles only."""
+    import umap
+
+    if len(test) < 5:
+        raise ValueError(f"{len(test)} test profiles are too few for generation QC (need at least 5)")
+    reconstructed = model.decode(model.encode(test))
+    simulated = simulate(model, len(test), seed)
+    nn = NearestNeighbors(n_neighbors=1).fit(test)
+    scores = {
+        "reconstruction_mse": float(np.mean((test - reconstructed) ** 2)),
+        "reconstruction_sse_per_profile": float(np.mean(np.sum((test - reconstructed) ** 2, axis=1))),
+        "simulated_hausdorff": hausdorff(simulated, test),
+        "simulated_mean_nn_distance": float(nn.kneighbors(simulated)[0].mean()),
+        "reconstructed_mean_nn_distance": float(nn.kneighbors(reconstructed)[0].mean()),
+        "test_profiles": float(len(test)),
+    }
+    reducer = umap.UMAP(n_neighbors=min(15, len(test) - 1), random_state=seed, n_jobs=1).fit(test)
+    frames = []
+    for kind, data, ids in (("real", test, profile_ids), ("reconstructed", reconstructed, profile_ids),
+                            ("simulated", simulated, [f"simulated:{i}" for i in range(len(simulated))])):
+        xy = reducer.embedding_ if kind == "real" else reducer.transform(data)
+        frames.append(pd.DataFrame({"kind": kind, "profile_id": ids, "umap_1": xy[:, 0], "umap_2": xy[:, 1]}))
+    return GenerationQC(scores, pd.concat(frames, ignore_index=True))

@@ -1,0 +1,64 @@
+"""Hyperparameters, the paper's defaults per data type, and the search space of the tuner."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+Objective = Literal["vanilla", "beta", "mmd"]
+Preset = Literal["cp5", "cp4", "l1000"]
+
+LEARNING_RATES = (1e-2, 1e-3, 1e-4, 1e-5)
+BATCH_SIZES = tuple(range(32, 513, 32))
+LATENT_DIMS = tuple(range(5, 151, 5))
+BETA_GRID = (0.01, 0.06, 0.1, 0.3, 1.0, 3.0, 10.0, 40.0)
+LAMBDA_GRID = (1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7)
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    latent_dim: int
+    learning_rate: float
+    batch_size: int
+    encoder_batch_norm: bool
+    beta: float
+    lam: float
+    hidden_dim: int
+    epochs: int = 50
+    patience: int = 10
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def replace(self, **changes: object) -> Hyperparameters:
+        return replace(self, **changes)
+
+
+# Table 1 and section 5.4 of the paper; hidden width about half the input
+PAPER: dict[Preset, dict[str, object]] = {
+    "cp5": dict(latent_dim=10, learning_rate=1e-3, batch_size=96, encoder_batch_norm=True, beta=0.3, lam=1e3, hidden_dim=250),
+    "cp4": dict(latent_dim=90, learning_rate=1e-4, batch_size=32, encoder_batch_norm=True, beta=0.06, lam=1e4, hidden_dim=250),
+    "l1000": dict(latent_dim=65, learning_rate=1e-3, batch_size=512, encoder_batch_norm=True, beta=40.0, lam=1e7, hidden_dim=500),
+}
+
+
+def paper_defaults(preset: Preset, n_features: int | None = None, **overrides: object) -> Hyperparameters:
+    """The paper's hyperparameters; the hidden width follows the input (about half) when given."""
+    if preset not in PAPER:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PAPER)}")
+    values = dict(PAPER[preset])
+    if n_features is not None:
+        values["hidden_dim"] = max(2, round(n_features / 2.35)) if preset != "l1000" else max(2, round(n_features / 1.956))
+    values.update(overrides)
+    return Hyperparameters(**values)
+
+
+def loss_weights(objective: Objective, hp: Hyperparameters) -> tuple[float, float]:
+    """(KL weight, MMD weight) of the objective: vanilla 1/0, beta beta/0, MMD 0/lambda."""
+    if objective == "vanilla":
+        return 1.0, 0.0
+    if objective == "beta":
+        return hp.beta, 0.0
+    if objective == "mmd":
+        return 0.0, hp.lam
+    raise ValueError(f"unknown objective {objective!r}; expected vanilla, beta or mmd")

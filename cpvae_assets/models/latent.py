@@ -1,0 +1,109 @@
+"""One interface for every model: ``encode`` (profiles -> latent means) and ``decode``.
+
+Later stages (embeddings, LSA, traversal) only see this, so PCA is treated exactly like a VAE.
+Storage: VAEs as ``encoder.keras`` + ``decoder.keras`` (plain functional Keras models), PCA as
+``pca.npz`` (components, mean); no pickles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from cpvae_assets.lake import atomic_path
+
+
+class ModelFileError(RuntimeError):
+    """A stored model that cannot be loaded; re-materialise its ``trained_models`` partition."""
+
+
+class LatentModel(Protocol):
+    latent_dim: int
+
+    def encode(self, x: np.ndarray) -> np.ndarray: ...
+
+    def decode(self, z: np.ndarray) -> np.ndarray: ...
+
+
+class PcaModel:
+    def __init__(self, pca: PCA):
+        self.pca = pca
+        self.latent_dim = int(pca.n_components_)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, latent_dim: int, seed: int) -> PcaModel:
+        if latent_dim > min(x.shape):
+            raise ValueError(f"latent dimension {latent_dim} exceeds min(profiles, features) = {min(x.shape)}")
+        return cls(PCA(n_components=latent_dim, random_state=seed).fit(x))
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        return self.pca.transform(x).astype(np.float32)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return self.pca.inverse_transform(z).astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        p = self.pca
+        with atomic_path(folder / "pca.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, components=p.components_, mean=p.mean_,
+                     explained_variance=p.explained_variance_, explained_variance_ratio=p.explained_variance_ratio_)
+
+    @classmethod
+    def load(cls, folder: Path) -> PcaModel:
+        path = folder / "pca.npz"
+        try:
+            with np.load(path) as data:
+                pca = PCA(n_components=data["components"].shape[0])
+                pca.components_, pca.mean_ = data["components"], data["mean"]
+                pca.explained_variance_ = data["explained_variance"]
+                pca.explained_variance_ratio_ = data["explained_variance_ratio"]
+                pca.n_components_ = data["components"].shape[0]
+                pca.n_features_in_ = data["components"].shape[1]
+                pca.whiten = False
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelFileError(f"{path}: cannot load the PCA model ({exc}); re-materialise this partition") from exc
+        return cls(pca)
+
+
+class KerasModel:
+    def __init__(self, encoder, decoder):
+        self.encoder, self.decoder = encoder, decoder
+        self.latent_dim = int(decoder.inputs[0].shape[-1])
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        return _in_chunks(lambda part: self.encoder(part, training=False)[0], x)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return _in_chunks(lambda part: self.decoder(part, training=False), z)
+
+    def save(self, folder: Path) -> None:
+        for name, model in (("encoder.keras", self.encoder), ("decoder.keras", self.decoder)):
+            with atomic_path(folder / name) as tmp:
+                model.save(str(tmp))
+
+    @classmethod
+    def load(cls, folder: Path) -> KerasModel:
+        import keras
+
+        parts = []
+        for name in ("encoder.keras", "decoder.keras"):
+            path = folder / name
+            try:
+                parts.append(keras.models.load_model(path, compile=False))
+            except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
+                raise ModelFileError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc}); "
+                                     "re-materialise this trained_models partition") from exc
+        return cls(*parts)
+
+
+def _in_chunks(fn, x: np.ndarray, size: int = 8192) -> np.ndarray:
+    """Call a Keras model directly (no ``predict``: no tf.data pipeline for in-memory arrays)."""
+    x = np.asarray(x, np.float32)
+    return np.concatenate([np.asarray(fn(x[i:i + size])) for i in range(0, max(len(x), 1), size)])
+
+
+def load_model(folder: Path, model_type: str) -> LatentModel:
+    return PcaModel.load(folder) if model_type == "pca" else KerasModel.load(folder)

@@ -1,0 +1,308 @@
+"""The VAE family trained as a stack: K models (objectives, real vs shuffled data, seeds) in one graph.
+
+Why a stack: on a 2-core CPU a 588-250-10 VAE runs far below the matmul peak; K models whose weights
+sit on a leading axis turn K small matmuls into one batched matmul, and a whole epoch runs inside a
+single ``tf.function`` with the data held as a tensor (see ``docs/platform-notes.md``: 2x for the
+compiled epoch, 2.7-3.8x with 2-8 stacked models versus ``model.fit``). Each model has its own loss;
+their sum is minimised, so gradients and Adam's element-wise updates stay independent per model.
+
+Loss per sample, averaged over the batch (the paper's scale, e.g. CP5 total ~2.4): reconstruction
+is the squared error *summed over features*; plus kl_weight x KL(q(z|x) || N(0, I)); plus
+mmd_weight x MMD^2 between the batch's codes and a fresh N(0, I) sample, Gaussian kernel
+exp(-||a - b||^2 / d^2) with d the latent dimension (the InfoVAE reference implementation).
+Trained models are exported as plain Keras functional encoder and decoder models (Dense,
+BatchNormalization, LeakyReLU) that ``keras.models.load_model`` opens with no custom objects.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras  # noqa: E402
+
+BN_EPSILON = 1e-3  # keras.layers.BatchNormalization defaults
+BN_MOMENTUM = 0.99  # only for the exported layer; statistics are set exactly (``_Stack.calibrate``)
+LEAKY_SLOPE = 0.3  # keras.layers.LeakyReLU default
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or inf; the message names the epoch and the model."""
+
+
+@dataclass(frozen=True)
+class StackMember:
+    """One model of the stack: its loss weights, its training data and its seed."""
+
+    name: str
+    kl_weight: float
+    mmd_weight: float
+    train: np.ndarray
+    validation: np.ndarray
+    seed: int
+
+
+@dataclass
+class StackResult:
+    members: list[StackMember]
+    history: list[dict[str, float | int | str]]  # one row per epoch x member
+    best_epoch: list[int]
+    best_val_loss: list[float]
+    epochs_run: int
+    seconds: float
+    weights: dict[str, np.ndarray]  # best weights, stacked on axis 0
+    batch_size: int
+    encoder_batch_norm: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def enable_determinism(seed: int) -> None:
+    """Same inputs, same seed -> the same weights (op determinism costs little on CPU)."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _glorot(rng: np.random.Generator, k: int, fan_in: int, fan_out: int) -> np.ndarray:
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (k, fan_in, fan_out)).astype(np.float32)
+
+
+class _Stack(tf.Module):
+    def __init__(self, k: int, n_in: int, hidden: int, latent: int, batch_norm: bool, seeds: Sequence[int]):
+        super().__init__()
+        init = [np.random.default_rng(s) for s in seeds]
+
+        def stacked(shape_fn):
+            return np.concatenate([shape_fn(r) for r in init], axis=0)
+
+        zeros = lambda *s: tf.Variable(tf.zeros((k, *s)))  # noqa: E731
+        self.batch_norm = batch_norm
+        self.enc_w = tf.Variable(stacked(lambda r: _glorot(r, 1, n_in, hidden)))
+        self.enc_b = zeros(1, hidden)
+        self.bn_gamma = tf.Variable(tf.ones((k, 1, hidden)))
+        self.bn_beta = zeros(1, hidden)
+        self.bn_mean = tf.Variable(tf.zeros((k, 1, hidden)), trainable=False)
+        self.bn_var = tf.Variable(tf.ones((k, 1, hidden)), trainable=False)
+        self.mean_w = tf.Variable(stacked(lambda r: _glorot(r, 1, hidden, latent)))
+        self.mean_b = zeros(1, latent)
+        self.logvar_w = tf.Variable(stacked(lambda r: _glorot(r, 1, hidden, latent)))
+        self.logvar_b = zeros(1, latent)
+        self.dec_w = tf.Variable(stacked(lambda r: _glorot(r, 1, latent, hidden)))
+        self.dec_b = zeros(1, hidden)
+        self.out_w = tf.Variable(stacked(lambda r: _glorot(r, 1, hidden, n_in)))
+        self.out_b = zeros(1, n_in)
+
+    @property
+    def trainables(self) -> list[tf.Variable]:
+        out = [self.enc_w, self.enc_b, self.mean_w, self.mean_b, self.logvar_w, self.logvar_b,
+               self.dec_w, self.dec_b, self.out_w, self.out_b]
+        return out + ([self.bn_gamma, self.bn_beta] if self.batch_norm else [])
+
+    @property
+    def state(self) -> dict[str, tf.Variable]:
+        return {name: var for name, var in vars(self).items() if isinstance(var, tf.Variable)}
+
+    def encode(self, x: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        h = tf.matmul(x, self.enc_w) + self.enc_b
+        if self.batch_norm:
+            if training:
+                mean, var = tf.nn.moments(h, axes=[1], keepdims=True)
+            else:
+                mean, var = self.bn_mean, self.bn_var
+            h = self.bn_gamma * (h - mean) / tf.sqrt(var + BN_EPSILON) + self.bn_beta
+        h = tf.nn.leaky_relu(h, LEAKY_SLOPE)
+        return tf.matmul(h, self.mean_w) + self.mean_b, tf.matmul(h, self.logvar_w) + self.logvar_b
+
+    def calibrate(self, x: tf.Tensor, chunk: int = 16384) -> None:
+        """Set the inference statistics of batch norm to the exact mean and variance over ``x``.
+
+        Keras' moving averages (momentum 0.99) need thousands of steps to settle; a plate of a few
+        hundred profiles gets a few hundred, and its validation loss would measure stale statistics
+        instead of the model ("precise batch norm").
+        """
+        if not self.batch_norm:
+            return
+        n = int(x.shape[1])
+        total = tf.zeros_like(self.bn_mean)
+        squares = tf.zeros_like(self.bn_var)
+        for start in range(0, n, chunk):
+            h = tf.matmul(x[:, start:start + chunk], self.enc_w) + self.enc_b
+            total += tf.reduce_sum(h, 1, keepdims=True)
+            squares += tf.reduce_sum(tf.square(h), 1, keepdims=True)
+        mean = total / n
+        self.bn_mean.assign(mean)
+        self.bn_var.assign(tf.maximum(squares / n - tf.square(mean), 0.0))
+
+    def decode(self, z: tf.Tensor) -> tf.Tensor:
+        h = tf.nn.leaky_relu(tf.matmul(z, self.dec_w) + self.dec_b, LEAKY_SLOPE)
+        return tf.sigmoid(tf.matmul(h, self.out_w) + self.out_b)
+
+
+def _mmd(z: tf.Tensor, prior: tf.Tensor) -> tf.Tensor:
+    """MMD^2 per model between codes (K, B, L) and prior samples, InfoVAE kernel."""
+    dim = tf.cast(tf.shape(z)[-1], z.dtype)
+
+    def kernel(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        sq = tf.reduce_sum(a * a, -1)[:, :, None] + tf.reduce_sum(b * b, -1)[:, None, :] - 2 * tf.matmul(a, b, transpose_b=True)
+        return tf.exp(-tf.maximum(sq, 0.0) / (dim * dim))
+
+    return (tf.reduce_mean(kernel(z, z), [1, 2]) + tf.reduce_mean(kernel(prior, prior), [1, 2])
+            - 2 * tf.reduce_mean(kernel(z, prior), [1, 2]))
+
+
+def _losses(stack: _Stack, x: tf.Tensor, kl_w: tf.Tensor, mmd_w: tf.Tensor, rng: tf.random.Generator, training: bool):
+    z_mean, z_log_var = stack.encode(x, training)
+    z = z_mean + tf.exp(0.5 * z_log_var) * rng.normal(tf.shape(z_mean))
+    recon = tf.reduce_mean(tf.reduce_sum(tf.square(x - stack.decode(z)), -1), -1)
+    kl = tf.reduce_mean(-0.5 * tf.reduce_sum(1 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), -1), -1)
+    mmd = _mmd(z, rng.normal(tf.shape(z)))
+    return recon + kl_w * kl + mmd_w * mmd, recon, kl, mmd
+
+
+def train_stack(
+    members: Sequence[StackMember],
+    latent_dim: int,
+    hidden_dim: int,
+    learning_rate: float,
+    batch_size: int,
+    encoder_batch_norm: bool,
+    epochs: int,
+    patience: int,
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+    raise_on_divergence: bool = True,
+) -> StackResult:
+    """Train every member with early stopping on its own validation loss; keep its best weights.
+
+    A member whose loss becomes NaN or inf raises ``TrainingDiverged`` (naming the epoch), unless
+    ``raise_on_divergence`` is False (grid searches), where it just stops improving.
+    """
+    if not members:
+        raise ValueError("no models to train")
+    n_train, n_in = members[0].train.shape
+    if any(m.train.shape != (n_train, n_in) or m.validation.shape[1] != n_in for m in members):
+        raise ValueError("all members of a stack need training data of the same shape")
+    if latent_dim >= n_in:
+        raise ValueError(f"latent dimension {latent_dim} is not smaller than the feature count {n_in}")
+    notes = []
+    if batch_size > n_train:
+        notes.append(f"batch size {batch_size} exceeds the {n_train} training profiles; using {n_train}")
+        batch_size = n_train
+    enable_determinism(members[0].seed)
+    k = len(members)
+    stack = _Stack(k, n_in, hidden_dim, latent_dim, encoder_batch_norm, [m.seed for m in members])
+    x_train = tf.constant(np.stack([m.train for m in members]).astype(np.float32))
+    x_val = tf.constant(np.stack([m.validation for m in members]).astype(np.float32))
+    kl_w = tf.constant([m.kl_weight for m in members], tf.float32)
+    mmd_w = tf.constant([m.mmd_weight for m in members], tf.float32)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    rng = tf.random.Generator.from_seed(members[0].seed)
+    n_batches = n_train // batch_size
+    variables = stack.trainables
+
+    @tf.function
+    def run_epoch(order: tf.Tensor) -> tf.Tensor:
+        sums = tf.zeros((4, k))
+        for i in tf.range(n_batches):
+            xb = tf.gather(x_train, order[i * batch_size:(i + 1) * batch_size], axis=1)
+            with tf.GradientTape() as tape:
+                parts = _losses(stack, xb, kl_w, mmd_w, rng, training=True)
+                objective = tf.reduce_sum(parts[0])
+            optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+            sums += tf.stack(parts)
+        return sums / tf.cast(n_batches, tf.float32)
+
+    calibrate = tf.function(lambda: stack.calibrate(x_train))
+    n_val = int(x_val.shape[1])
+    val_chunk = max(1, min(batch_size, n_val))
+
+    @tf.function
+    def evaluate() -> tf.Tensor:
+        # every validation profile counts; chunks of the batch size keep the MMD on the training scale
+        sums = tf.zeros((4, k))
+        for i in tf.range((n_val + val_chunk - 1) // val_chunk):
+            xb = x_val[:, i * val_chunk:(i + 1) * val_chunk]
+            sums += tf.stack(_losses(stack, xb, kl_w, mmd_w, rng, training=False)) * tf.cast(tf.shape(xb)[1], tf.float32)
+        return sums / float(n_val)
+
+    best = np.full(k, np.inf)
+    best_epoch = [0] * k
+    best_weights = {name: var.numpy() for name, var in stack.state.items()}
+    waited = np.zeros(k, dtype=int)
+    history: list[dict] = []
+    shuffler = np.random.default_rng(members[0].seed)
+    started = time.perf_counter()
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        train_parts = run_epoch(tf.constant(shuffler.permutation(n_train)[: n_batches * batch_size], tf.int32)).numpy()
+        calibrate()
+        val_parts = evaluate().numpy()
+        rows = []
+        for j, member in enumerate(members):
+            row = {"epoch": epoch, "model": member.name, "seed": member.seed,
+                   "loss": float(train_parts[0, j]), "reconstruction": float(train_parts[1, j]),
+                   "kl": float(train_parts[2, j]), "mmd": float(train_parts[3, j]),
+                   "val_loss": float(val_parts[0, j]), "val_reconstruction": float(val_parts[1, j]),
+                   "val_kl": float(val_parts[2, j]), "val_mmd": float(val_parts[3, j])}
+            if raise_on_divergence and not all(math.isfinite(v) for v in (row["loss"], row["val_loss"])):
+                raise TrainingDiverged(f"model {member.name!r}: loss became {row['loss']} (validation "
+                                       f"{row['val_loss']}) at epoch {epoch}; nothing was stored")
+            rows.append(row)
+        history += rows
+        improved = np.isfinite(val_parts[0]) & (val_parts[0] < best)
+        if improved.any():
+            snapshot = {name: var.numpy() for name, var in stack.state.items()}
+            for name in best_weights:
+                best_weights[name][improved] = snapshot[name][improved]
+        for j in np.flatnonzero(improved):
+            best[j], best_epoch[j] = val_parts[0, j], epoch
+        waited = np.where(improved, 0, waited + 1)
+        if on_epoch is not None:
+            on_epoch(epoch, rows)
+        if (waited >= patience).all():
+            break
+    return StackResult(list(members), history, best_epoch, [float(b) for b in best], epoch,
+                       time.perf_counter() - started, best_weights, batch_size, encoder_batch_norm, notes)
+
+
+def decode_prior(result: StackResult, index: int, n: int, seed: int) -> np.ndarray:
+    """Decode ``n`` samples of N(0, I) with member ``index``'s best weights (simulated profiles)."""
+    w = {name: value[index] for name, value in result.weights.items()}
+    z = np.random.default_rng(seed).standard_normal((n, w["dec_w"].shape[0])).astype(np.float32)
+    h = tf.nn.leaky_relu(z @ w["dec_w"] + w["dec_b"][0], LEAKY_SLOPE)
+    return tf.sigmoid(h @ w["out_w"] + w["out_b"][0]).numpy()
+
+
+def keras_models(result: StackResult, index: int) -> tuple[keras.Model, keras.Model]:
+    """Plain Keras encoder (x -> z_mean, z_log_var) and decoder (z -> x) of member ``index``."""
+    w = {name: value[index] for name, value in result.weights.items()}
+    n_in, hidden = w["enc_w"].shape
+    latent = w["mean_w"].shape[1]
+    batch_norm = result.encoder_batch_norm
+    inputs = keras.Input((n_in,), name="profile")
+    h = keras.layers.Dense(hidden, name="encoder_dense")(inputs)
+    if batch_norm:
+        h = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="encoder_batch_norm")(h)
+    h = keras.layers.LeakyReLU(LEAKY_SLOPE)(h)
+    z_mean = keras.layers.Dense(latent, name="z_mean")(h)
+    z_log_var = keras.layers.Dense(latent, name="z_log_var")(h)
+    encoder = keras.Model(inputs, [z_mean, z_log_var], name="encoder")
+    z = keras.Input((latent,), name="z")
+    h = keras.layers.LeakyReLU(LEAKY_SLOPE)(keras.layers.Dense(hidden, name="decoder_dense")(z))
+    decoder = keras.Model(z, keras.layers.Dense(n_in, activation="sigmoid", name="reconstruction")(h), name="decoder")
+    encoder.get_layer("encoder_dense").set_weights([w["enc_w"], w["enc_b"][0]])
+    if batch_norm:
+        encoder.get_layer("encoder_batch_norm").set_weights(
+            [w["bn_gamma"][0], w["bn_beta"][0], w["bn_mean"][0], w["bn_var"][0]])
+    encoder.get_layer("z_mean").set_weights([w["mean_w"], w["mean_b"][0]])
+    encoder.get_layer("z_log_var").set_weights([w["logvar_w"], w["logvar_b"][0]])
+    decoder.get_layer("decoder_dense").set_weights([w["dec_w"], w["dec_b"][0]])
+    decoder.get_layer("reconstruction").set_weights([w["out_w"], w["out_b"][0]])
+    return encoder, decoder

@@ -1,0 +1,54 @@
+"""Figures for the Dagster UI: PNG bytes, embedded in asset metadata as Markdown images."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def to_png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def markdown_image(png: bytes, alt: str) -> str:
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def training_curves_figure(curves: pd.DataFrame, title: str) -> bytes:
+    """Train and validation loss per epoch, real vs column-shuffled data (the paper's Figure 2)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    colours = {"real": "tab:blue", "shuffled": "tab:orange"}
+    for (role, seed), part in curves.groupby(["role", "seed"]):
+        ax.plot(part["epoch"], part["loss"], color=colours.get(role, "grey"), alpha=0.5, lw=1,
+                label=f"{role} train (seed {seed})")
+        ax.plot(part["epoch"], part["val_loss"], color=colours.get(role, "grey"), ls="--", lw=1.5,
+                label=f"{role} validation (seed {seed})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per profile")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=6, ncols=2)
+    return to_png(fig)
+
+
+def umap_figure(coords: pd.DataFrame, title: str) -> bytes:
+    """Real test profiles, their reconstructions and simulated profiles in one UMAP (Figure 3)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    style = {"real": ("tab:grey", 14), "reconstructed": ("tab:blue", 8), "simulated": ("tab:red", 8)}
+    for kind, part in coords.groupby("kind"):
+        colour, size = style.get(kind, ("black", 8))
+        ax.scatter(part["umap_1"], part["umap_2"], s=size, c=colour, alpha=0.6, label=kind, linewidths=0)
+    ax.set_xlabel("UMAP 1")
+    ax.set_ylabel("UMAP 2")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, markerscale=2)
+    return to_png(fig)
