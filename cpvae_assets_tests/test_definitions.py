@@ -95,8 +95,13 @@ def instance():
 def test_asset_keys_partitions_and_automation() -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_profiles", "normalised_splits", "remote_files"}
-    assert {a.key.to_user_string() for a in defs.assets} == keys
+    assert keys == {"raw_profiles", "normalised_splits", "remote_files", "tuned_hyperparameters", "trained_models",
+                    "training_curves", "latent_embeddings", "generation_qc"}
+    assert {k.to_user_string() for a in defs.assets for k in a.keys} == keys
+    for name in ("tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc"):
+        partitions = graph.get(dg.AssetKey(name)).partitions_def
+        assert isinstance(partitions, dg.MultiPartitionsDefinition), name
+        assert graph.get(dg.AssetKey(name)).automation_condition.get_label() == "eager"
     for name in ("raw_profiles", "normalised_splits"):
         partitions = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition)
@@ -114,6 +119,8 @@ def test_asset_checks() -> None:
         ("raw_profiles", "required_metadata"), ("raw_profiles", "feature_count"),
         ("normalised_splits", "no_nonfinite_features"), ("normalised_splits", "split_proportions"),
         ("normalised_splits", "every_stratum_in_training"),
+        ("trained_models", "real_beats_shuffled"), ("training_curves", "finite_losses"),
+        ("latent_embeddings", "one_row_per_profile"),
     }
 
 
