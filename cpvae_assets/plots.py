@@ -52,3 +52,33 @@ def umap_figure(coords: pd.DataFrame, title: str) -> bytes:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, markerscale=2)
     return to_png(fig)
+
+
+def figure6_plot(table: pd.DataFrame) -> bytes:
+    """Zero-one normalised mean L2 per dataset and method, real vs shuffled labels (paper Figure 6)."""
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        part = table[table["dataset"] == dataset]
+        y = range(len(part))
+        ax.barh([i + 0.2 for i in y], part["real_01"], height=0.4, label="real labels", color="tab:blue")
+        ax.barh([i - 0.2 for i in y], part["shuffled_01"], height=0.4, label="shuffled labels", color="tab:grey")
+        ax.set_yticks(list(y), part["method_label"], fontsize=7)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xlabel("mean L2 (0-1 within dataset)", fontsize=7)
+    axes[0][0].legend(fontsize=6)
+    return to_png(fig)
+
+
+def figure7_plot(table: pd.DataFrame, title: str) -> bytes:
+    """z in Cell Painting vs z in L1000 per A|B, the five best in both labelled (paper Figure 7)."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(table["z_cell_painting"], table["z_l1000"], s=14, alpha=0.7)
+    for row in table[table["top5"]].itertuples():
+        ax.annotate(row.pair, (row.z_cell_painting, row.z_l1000), fontsize=6)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel("z (Cell Painting)")
+    ax.set_ylabel("z (L1000)")
+    ax.set_title(title, fontsize=9)
+    return to_png(fig)

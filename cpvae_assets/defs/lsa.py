@@ -1,0 +1,164 @@
+"""Latent space arithmetic assets: MOA groups, group means, predictions, distances, the shuffled
+null, z-scores, and the cross-dataset summary (the paper's Figures 6 and 7)."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from cpvae_assets.generation import latent_columns
+from cpvae_assets.ingest import feature_columns
+from cpvae_assets.io_manager import LakeTables
+from cpvae_assets.lake import read_table
+from cpvae_assets.lsa.arithmetic import Design, group_means, score, shuffled_null as run_null, zscores
+from cpvae_assets.lsa.moa_groups import moa_groups as group_profiles
+from cpvae_assets.lsa.summary import figure6, figure7, ground_truth_scores
+from cpvae_assets.models.latent import load_model
+from cpvae_assets.partitions import dataset_model_partitions, dataset_partitions, partition_dimensions
+from cpvae_assets.paths import partition_dir
+from cpvae_assets.plots import figure6_plot, figure7_plot, markdown_image
+from cpvae_assets.resources import LakeResource
+
+EAGER = dg.AutomationCondition.eager()
+GROUND_TRUTH = ("ground_truth", "combinations.csv")
+
+
+class NullConfig(dg.Config):
+    permutations: int = 1000
+    """Label permutations; the paper used 10 (set 10 to reproduce it)."""
+    seed: int = 0
+
+
+class SummaryConfig(dg.Config):
+    cell_painting: str = "demo_cp_level5"
+    l1000: str = "demo_l1000"
+    model_type: str = "beta"
+
+
+@dg.asset(partitions_def=dataset_partitions, group_name="lsa", kinds={"pandas", "parquet"}, automation_condition=EAGER)
+def moa_groups(context: dg.AssetExecutionContext, normalised_splits: pd.DataFrame) -> LakeTables:
+    """The paper's filtering: one- or two-MOA compounds, singles only when in some pair, and DMSO;
+    compounds and profiles per group (view ``moa_groups_membership``: the group of each profile)."""
+    result = group_profiles(normalised_splits)
+    for name, count in result.excluded.items():
+        context.log.info(f"excluded: {name} = {count}")
+    flagged = result.groups.loc[result.groups["single_profile"], "group"].tolist()
+    if flagged:
+        context.log.warning(f"groups with a single profile (kept, flagged): {flagged}")
+    context.add_output_metadata({**result.excluded, "groups": len(result.groups),
+                                 "pairs_usable": int((result.groups["singles_present"] == True).sum()),  # noqa: E712
+                                 "single_profile_groups": len(flagged)})
+    membership = pd.DataFrame({"profile_id": normalised_splits["profile_id"].values, "group": result.membership.values})
+    return LakeTables(data=result.groups, membership=membership.dropna())
+
+
+def _design(lake: LakeResource, dataset: str, splits: pd.DataFrame, embeddings: pd.DataFrame):
+    groups = read_table(partition_dir(lake.path, "moa_groups", dataset) / "data.parquet")
+    membership = read_table(partition_dir(lake.path, "moa_groups", dataset) / "membership.parquet")
+    group_of = splits["profile_id"].map(dict(zip(membership["profile_id"], membership["group"])))
+    design = Design.build(group_of, groups)
+    kept = group_of.notna().to_numpy()
+    features = feature_columns(splits)
+    x = splits.loc[kept, features].to_numpy(np.float64)
+    z_cols = [c for c in embeddings.columns if c.startswith("z_")]
+    z = embeddings.set_index("profile_id").loc[splits.loc[kept, "profile_id"], z_cols].to_numpy(np.float64)
+    return design, x, z, features, groups
+
+
+def _dims(context) -> tuple[str, str]:
+    dims = partition_dimensions(context.partition_key)
+    return dims["dataset"], dims["model_type"]
+
+
+@dg.multi_asset(
+    outs={
+        "moa_means": dg.AssetOut(kinds={"parquet"}, automation_condition=EAGER,
+                                 description="Mean latent vector per MOA group (all doses, all splits); the mean "
+                                             "profile per group in feature space: view moa_means_features."),
+        "lsa_predictions": dg.AssetOut(kinds={"parquet"}, automation_condition=EAGER,
+                                       description="Predicted A|B profile per method (expression named); "
+                                                   "latent predictions: view lsa_predictions_latent."),
+        "lsa_distances": dg.AssetOut(kinds={"parquet"}, automation_condition=EAGER,
+                                     description="L2, cosine distance, Pearson r of the shifts from DMSO, and "
+                                                 "retrieval rank of the real A|B among all group means."),
+    },
+    partitions_def=dataset_model_partitions, group_name="lsa", deps=["moa_groups", "trained_models"],
+)
+def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: LakeResource, normalised_splits: pd.DataFrame,
+                            latent_embeddings: pd.DataFrame):
+    dataset, model_type = _dims(context)
+    design, x, z, features, groups = _design(lake, dataset, normalised_splits, latent_embeddings)
+    if design.pairs.empty:
+        context.log.warning(f"{dataset}: no A|B with both singles present; nothing to predict")
+    model = load_model(partition_dir(lake.path, "trained_models", dataset, model_type), model_type)
+    counts = np.bincount(design.labels, minlength=len(design.groups))
+    latent_means = pd.DataFrame(group_means(design.labels, z, len(design.groups))[0], columns=latent_columns(z.shape[1]))
+    latent_means.insert(0, "group", design.groups)
+    latent_means.insert(1, "profiles", counts)
+    feature_means = pd.DataFrame(group_means(design.labels, x, len(design.groups))[0], columns=features)
+    feature_means.insert(0, "group", design.groups)
+    predictions, distances, latent = score(design, z, x, model.decode, features)
+    predictions.insert(2, "expression", predictions["method"].map(dict(zip(distances["method"], distances["expression"]))))
+    skipped = int((groups["kind"] == "pair").sum()) - len(design.pairs)
+    yield dg.Output(LakeTables(data=latent_means, features=feature_means), output_name="moa_means",
+                    metadata={"groups": len(design.groups), "latent_dim": z.shape[1]})
+    yield dg.Output(LakeTables(data=predictions, latent=latent), output_name="lsa_predictions",
+                    metadata={"pairs": len(design.pairs), "pairs_skipped_missing_single": skipped})
+    summary = distances.groupby("method")["l2"].mean().round(4).to_dict()
+    yield dg.Output(distances, output_name="lsa_distances", metadata={f"mean_l2_{k}": v for k, v in summary.items()})
+
+
+@dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"numpy", "parquet"},
+          deps=["moa_groups", "trained_models"], automation_condition=EAGER)
+def shuffled_null(context: dg.AssetExecutionContext, config: NullConfig, lake: LakeResource,
+                  normalised_splits: pd.DataFrame, latent_embeddings: pd.DataFrame) -> pd.DataFrame:
+    """Distances of every method's prediction to the real A|B means when MOA labels (DMSO included)
+    are permuted across profiles; one row per permutation x pair x method."""
+    dataset, model_type = _dims(context)
+    design, x, z, _, _ = _design(lake, dataset, normalised_splits, latent_embeddings)
+    model = load_model(partition_dir(lake.path, "trained_models", dataset, model_type), model_type)
+    null = run_null(design, z, x, model.decode, config.permutations, config.seed)
+    context.add_output_metadata({"permutations": config.permutations, "seed": config.seed, "rows": len(null)})
+    return null
+
+
+@dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"scipy", "parquet"},
+          automation_condition=EAGER)
+def lsa_zscores(context: dg.AssetExecutionContext, lake: LakeResource, lsa_distances: pd.DataFrame,
+                shuffled_null: pd.DataFrame) -> LakeTables:
+    """Per A|B and method: z = (d - mean(null)) / sd(null), empirical p, BH q; per-method summary
+    (view ``lsa_zscores_summary``), scored against the planted truth where the dataset has one."""
+    dataset, _ = _dims(context)
+    table = zscores(lsa_distances, shuffled_null)
+    summary = table.groupby("method").agg(mean_l2=("l2", "mean"), mean_l2_shuffled=("null_mean", "mean"),
+                                          share_q_below_005=("q", lambda q: float((q < 0.05).mean())),
+                                          pairs=("pair", "size")).reset_index()
+    truth_path = lake.landing(dataset).joinpath(*GROUND_TRUTH)
+    if truth_path.is_file():
+        summary = summary.merge(ground_truth_scores(table, pd.read_csv(truth_path)), on="method", how="left")
+    lsa = summary[summary["method"] == "lsa"]
+    beaten = [m for m in summary["method"] if m != "lsa" and not lsa.empty
+              and summary.loc[summary["method"] == m, "mean_l2"].iloc[0] <= lsa["mean_l2"].iloc[0]]
+    if beaten:
+        context.log.warning(f"the model's LSA does not beat these baselines on mean L2: {beaten}")
+    context.add_output_metadata({"beaten_by": ", ".join(beaten) or "none",
+                                 **{f"{r.method}_share_q_below_005": round(r.share_q_below_005, 3) for r in summary.itertuples()}})
+    return LakeTables(data=table, summary=summary)
+
+
+@dg.asset(group_name="lsa", kinds={"duckdb", "parquet"}, deps=["lsa_zscores"], automation_condition=EAGER)
+def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: LakeResource) -> LakeTables:
+    """Figure 6 (mean L2 per dataset x method, real vs shuffled labels, 0-1 within dataset) and
+    Figure 7 (Cell Painting vs L1000 z per A|B; view ``lsa_summary_cp_vs_l1000``) over every partition."""
+    import duckdb
+
+    pattern = str(lake.path / "lsa_zscores" / "*" / "*" / "data.parquet")
+    zs = duckdb.sql(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)").df()
+    fig6 = figure6(zs)
+    fig7 = figure7(zs, config.cell_painting, config.l1000, config.model_type)
+    metadata = {"datasets": int(fig6["dataset"].nunique()), "figure6": dg.MetadataValue.md(markdown_image(figure6_plot(fig6), "Figure 6"))}
+    if len(fig7):
+        metadata["figure7"] = dg.MetadataValue.md(markdown_image(
+            figure7_plot(fig7, f"{config.model_type}: {config.cell_painting} vs {config.l1000}"), "Figure 7"))
+        metadata["pairs_in_both"] = len(fig7)
+    context.add_output_metadata(metadata)
+    return LakeTables(data=fig6, cp_vs_l1000=fig7)

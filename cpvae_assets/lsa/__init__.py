@@ -1,0 +1,1 @@
+"""Latent space arithmetic: MOA groups, group means, A|B predictions, distances, shuffled null."""

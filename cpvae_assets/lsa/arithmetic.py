@@ -1,0 +1,154 @@
+"""Predict ``A|B`` as ``mean(A) - mean(DMSO) + mean(B)`` and score it, with baselines and a null.
+
+Every method runs through the same code, so they compare row for row:
+- ``lsa``: the arithmetic on latent means, decoded by the model (for PCA: LSA in PCA space);
+- ``feature_arithmetic``: the same arithmetic on mean profiles, no model;
+- ``mean_of_singles``: (mean(A) + mean(B)) / 2;
+- ``best_single``: mean(A) or mean(B), whichever is closer to the real ``A|B`` (an oracle).
+The null permutes MOA labels over all kept profiles (DMSO included), recomputes every group mean and
+prediction, and scores them against the real (unpermuted) ``A|B`` means. Group sizes do not change
+under permutation, so all permuted means are one sparse matrix product per chunk of permutations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+from cpvae_assets.lsa.moa_groups import CONTROL
+
+METHODS = ("lsa", "feature_arithmetic", "mean_of_singles", "best_single")
+EXPRESSIONS = {
+    "lsa": "decode(mean_z(A) - mean_z(DMSO) + mean_z(B))",
+    "feature_arithmetic": "mean_x(A) - mean_x(DMSO) + mean_x(B)",
+    "mean_of_singles": "(mean_x(A) + mean_x(B)) / 2",
+    "best_single": "argmin over {mean_x(A), mean_x(B)} of the distance to mean_x(A|B)",
+}
+DISTANCE_COLUMNS = ["pair", "moa_a", "moa_b", "method", "expression", "l2", "cosine_distance", "shift_pearson",
+                    "retrieval_rank", "groups"]
+Decoder = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Design:
+    """Kept profiles as group indices, and the pairs whose two singles are present."""
+
+    groups: list[str]
+    labels: np.ndarray  # (N,) group index per kept profile
+    pairs: pd.DataFrame  # pair, moa_a, moa_b and their group indices ab, a, b
+    control: int
+
+    @classmethod
+    def build(cls, membership: pd.Series, group_table: pd.DataFrame) -> Design:
+        kept = membership.dropna()
+        groups = sorted(kept.unique())
+        index = {g: i for i, g in enumerate(groups)}
+        usable = group_table[(group_table["kind"] == "pair") & (group_table["singles_present"] == True)]  # noqa: E712
+        pairs = pd.DataFrame({"pair": usable["group"], "moa_a": usable["moa_a"], "moa_b": usable["moa_b"]})
+        for col, src in (("ab", "pair"), ("a", "moa_a"), ("b", "moa_b")):
+            pairs[col] = pairs[src].map(index).astype(int)
+        return cls(groups, kept.map(index).to_numpy(int), pairs.reset_index(drop=True), index[CONTROL])
+
+
+def group_means(labels: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Means per group for each row of ``labels`` (P, N) -> (P, G, K), as one sparse product."""
+    labels = np.atleast_2d(labels)
+    n_perm, n = labels.shape
+    counts = np.bincount(labels[0], minlength=n_groups).astype(np.float64)
+    rows = (labels + np.arange(n_perm)[:, None] * n_groups).ravel()
+    weights = 1.0 / counts[labels.ravel()]
+    matrix = sparse.csr_matrix((weights, (rows, np.tile(np.arange(n), n_perm))), shape=(n_perm * n_groups, n))
+    return np.asarray(matrix @ values).reshape(n_perm, n_groups, values.shape[1])
+
+
+def predict(design: Design, latent_means: np.ndarray, feature_means: np.ndarray, decode: Decoder,
+            target: np.ndarray) -> dict[str, np.ndarray]:
+    """Predicted profiles (P, pairs, D) per method; ``target`` (pairs, D) only picks the best single."""
+    a, b, c = design.pairs["a"].to_numpy(), design.pairs["b"].to_numpy(), design.control
+    n_perm, n_pairs = latent_means.shape[0], len(design.pairs)
+    z_hat = latent_means[:, a] - latent_means[:, [c]] + latent_means[:, b]
+    decoded = decode(z_hat.reshape(n_perm * n_pairs, -1).astype(np.float32)).reshape(n_perm, n_pairs, -1)
+    fa, fb = feature_means[:, a], feature_means[:, b]
+    closer_a = np.linalg.norm(fa - target, axis=-1) <= np.linalg.norm(fb - target, axis=-1)
+    return {"lsa": decoded, "feature_arithmetic": fa - feature_means[:, [c]] + fb,
+            "mean_of_singles": (fa + fb) / 2, "best_single": np.where(closer_a[..., None], fa, fb)}
+
+
+def l2(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(pred - target, axis=-1)
+
+
+def score(design: Design, latent: np.ndarray, features: np.ndarray, decode: Decoder,
+          feature_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """On the real labels: predicted profiles (pair x method), distances, and the latent predictions."""
+    if design.pairs.empty:  # e.g. a single plate whose A|B compounds have no single-MOA partners
+        return (pd.DataFrame(columns=["pair", "method", *feature_names]), pd.DataFrame(columns=DISTANCE_COLUMNS),
+                pd.DataFrame(columns=["pair", "method"]))
+    n_groups = len(design.groups)
+    lm = group_means(design.labels, latent, n_groups)
+    fm = group_means(design.labels, features, n_groups)
+    target = fm[0, design.pairs["ab"].to_numpy()]
+    control = fm[0, design.control]
+    preds = predict(design, lm, fm, decode, target)
+    rows, predicted = [], []
+    for method, values in preds.items():
+        values = values[0]
+        dist_all = np.linalg.norm(values[:, None, :] - fm[0][None, :, :], axis=-1)  # (pairs, groups)
+        for i, pair in enumerate(design.pairs.itertuples()):
+            shift_pred, shift_real = values[i] - control, target[i] - control
+            rank = int((dist_all[i] < dist_all[i, pair.ab]).sum()) + 1
+            rows.append({"pair": pair.pair, "moa_a": pair.moa_a, "moa_b": pair.moa_b, "method": method,
+                         "expression": EXPRESSIONS[method], "l2": float(np.linalg.norm(values[i] - target[i])),
+                         "cosine_distance": float(1 - np.dot(values[i], target[i]) /
+                                                  (np.linalg.norm(values[i]) * np.linalg.norm(target[i]) + 1e-12)),
+                         "shift_pearson": float(stats.pearsonr(shift_pred, shift_real)[0]) if np.std(shift_pred) > 0 else np.nan,
+                         "retrieval_rank": rank, "groups": n_groups})
+        predicted.append(pd.DataFrame(values, columns=feature_names).assign(pair=design.pairs["pair"].values, method=method))
+    if "lsa" in preds:
+        z = lm[0, design.pairs["a"]] - lm[0, [design.control]] + lm[0, design.pairs["b"]]
+        latent_table = pd.DataFrame(z, columns=[f"z_{i}" for i in range(z.shape[1])]).assign(
+            pair=design.pairs["pair"].values, method="lsa")
+    else:
+        latent_table = pd.DataFrame()
+    return pd.concat(predicted, ignore_index=True), pd.DataFrame(rows), latent_table
+
+
+def shuffled_null(design: Design, latent: np.ndarray, features: np.ndarray, decode: Decoder, permutations: int,
+                  seed: int, chunk: int = 100) -> pd.DataFrame:
+    """L2 of every method's prediction to the real ``A|B`` means under ``permutations`` label shuffles."""
+    if design.pairs.empty:
+        return pd.DataFrame({"method": pd.Series(dtype=str), "permutation": pd.Series(dtype=int),
+                             "pair": pd.Series(dtype=str), "l2": pd.Series(dtype=float)})
+    rng = np.random.default_rng(seed)
+    n_groups = len(design.groups)
+    fm_real = group_means(design.labels, features, n_groups)[0]
+    target = fm_real[design.pairs["ab"].to_numpy()]
+    out = []
+    for start in range(0, permutations, chunk):
+        n = min(chunk, permutations - start)
+        labels = np.stack([rng.permutation(design.labels) for _ in range(n)])
+        preds = predict(design, group_means(labels, latent, n_groups), group_means(labels, features, n_groups),
+                        decode, target)
+        for method, values in preds.items():
+            d = l2(values, target[None])  # (n, pairs)
+            out.append(pd.DataFrame({"method": method, "permutation": np.repeat(np.arange(start, start + n), len(design.pairs)),
+                                     "pair": np.tile(design.pairs["pair"].to_numpy(), n), "l2": d.ravel()}))
+    return pd.concat(out, ignore_index=True)
+
+
+def zscores(distances: pd.DataFrame, null: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and method: z against the null, empirical p = (k + 1) / (n + 1), BH q within method."""
+    stats_ = null.groupby(["method", "pair"])["l2"].agg(null_mean="mean", null_sd="std", n_null="size").reset_index()
+    merged = distances.merge(stats_, on=["method", "pair"], how="left")
+    below = null.merge(distances[["method", "pair", "l2"]].rename(columns={"l2": "d_real"}), on=["method", "pair"])
+    k = (below["l2"] <= below["d_real"]).groupby([below["method"], below["pair"]]).sum().rename("k").reset_index()
+    merged = merged.merge(k, on=["method", "pair"], how="left")
+    merged["z"] = (merged["l2"] - merged["null_mean"]) / merged["null_sd"]
+    merged["p"] = (merged["k"] + 1) / (merged["n_null"] + 1)
+    merged["q"] = (merged.groupby("method")["p"].transform(lambda p: stats.false_discovery_control(p.to_numpy(), method="bh"))
+                   if len(merged) else pd.Series(dtype=float))
+    return merged

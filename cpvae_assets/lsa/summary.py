@@ -1,0 +1,59 @@
+"""The paper's Figures 6 and 7 as tables, and scoring against the demo's planted ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cpvae_assets.lsa.moa_groups import parse_moa
+
+
+def pair_key(pair: str) -> str:
+    """Spelling-independent key of an MOA pair (trimmed, lower case, sorted)."""
+    return "|".join(sorted(p.lower() for p in parse_moa(pair)))
+
+
+def method_label(method: str, model_type: str) -> str:
+    return f"{model_type}_lsa" if method == "lsa" else method
+
+
+def figure6(zscores: pd.DataFrame) -> pd.DataFrame:
+    """Mean L2 per dataset x method, real vs shuffled labels, zero-one normalised within a dataset.
+    Baselines do not depend on the model, so each appears once per dataset."""
+    frame = zscores.assign(method_label=[method_label(m, t) for m, t in zip(zscores["method"], zscores["model_type"])])
+    frame = frame.drop_duplicates(subset=["dataset", "method_label", "pair"])
+    table = frame.groupby(["dataset", "method_label"]).agg(mean_l2_real=("l2", "mean"), mean_l2_shuffled=("null_mean", "mean"),
+                                                            pairs=("pair", "nunique"),
+                                                            share_q_below_005=("q", lambda q: float((q < 0.05).mean()))).reset_index()
+    both = table[["mean_l2_real", "mean_l2_shuffled"]]
+    low = both.groupby(table["dataset"]).transform("min").min(axis=1)
+    high = both.groupby(table["dataset"]).transform("max").max(axis=1)
+    span = (high - low).replace(0, np.nan)
+    table["real_01"] = (table["mean_l2_real"] - low) / span
+    table["shuffled_01"] = (table["mean_l2_shuffled"] - low) / span
+    return table.sort_values(["dataset", "mean_l2_real"]).reset_index(drop=True)
+
+
+def figure7(zscores: pd.DataFrame, cell_painting: str, l1000: str, model_type: str = "beta") -> pd.DataFrame:
+    """z of the same ``A|B`` in a Cell Painting and an L1000 dataset (the paper used the beta-VAE)."""
+    rows = zscores[(zscores["method"] == "lsa") & (zscores["model_type"] == model_type)].assign(key=lambda f: f["pair"].map(pair_key))
+    cp = rows[rows["dataset"] == cell_painting][["key", "pair", "z"]].rename(columns={"z": "z_cell_painting"})
+    l1 = rows[rows["dataset"] == l1000][["key", "z"]].rename(columns={"z": "z_l1000"})
+    merged = cp.merge(l1, on="key").drop(columns="key")
+    merged["combined"] = merged["z_cell_painting"] + merged["z_l1000"]
+    merged["top5"] = merged["combined"].rank(method="first") <= 5  # most negative z: best predicted in both
+    return merged.sort_values("combined").reset_index(drop=True)
+
+
+def ground_truth_scores(zscores: pd.DataFrame, truth: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Share of planted additive pairs called (q < alpha) and of non-additive ones wrongly called."""
+    keyed = truth.assign(key=truth["moa_pair"].map(pair_key))[["key", "additive"]]
+    frame = zscores.assign(key=zscores["pair"].map(pair_key)).merge(keyed, on="key", how="inner")
+    called = frame["q"] < alpha
+    return (frame.assign(called=called).groupby("method")
+            .apply(lambda g: pd.Series({"additive_pairs": int(g["additive"].sum()),
+                                        "additive_called": float(g.loc[g["additive"], "called"].mean()) if g["additive"].any() else np.nan,
+                                        "non_additive_pairs": int((~g["additive"]).sum()),
+                                        "non_additive_called": float(g.loc[~g["additive"], "called"].mean()) if (~g["additive"]).any() else np.nan}),
+                   include_groups=False)
+            .reset_index())

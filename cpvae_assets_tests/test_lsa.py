@@ -1,0 +1,155 @@
+"""Latent space arithmetic: the paper's filtering, group means, predictions, null, z-scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cpvae_assets.lsa.arithmetic import METHODS, Design, group_means, score, shuffled_null, zscores
+from cpvae_assets.lsa.moa_groups import NoControlError, annotation_pairs, moa_groups, parse_moa
+from cpvae_assets.lsa.summary import figure6, figure7, ground_truth_scores, pair_key
+from cpvae_assets.registry import DATA_DIR
+
+
+def profiles(moas: list[str | None], per_compound: int = 3) -> pd.DataFrame:
+    rows = []
+    for i, moa in enumerate(moas):
+        for dose in range(per_compound):
+            rows.append({"profile_id": f"c{i}:{dose}", "compound": "DMSO" if moa == "DMSO" else f"c{i}",
+                         "moa": moa, "is_control": moa == "DMSO", "stratum": "p"})
+    return pd.DataFrame(rows)
+
+
+def test_real_annotation_counts_match_the_lincs_readme() -> None:
+    table = pd.read_csv(DATA_DIR / "repurposing_info_external_moa_map_resolved.tsv", sep="\t")
+    counts = annotation_pairs(table)
+    assert counts == {"compounds_one_moa": 1304, "compounds_two_moas": 170, "compounds_3plus_moas": 44,
+                      "compounds_no_moa": 52, "distinct_pairs": 133, "pairs_with_both_singles": 86}
+
+
+@pytest.mark.parametrize("spelling", ["HDAC inhibitor|EGFR inhibitor", " egfr inhibitor | HDAC Inhibitor ",
+                                      "EGFR inhibitor|HDAC inhibitor"])
+def test_pair_spellings_are_one_group(spelling: str) -> None:
+    frame = profiles(["DMSO", "HDAC inhibitor", "EGFR inhibitor", "HDAC inhibitor|EGFR inhibitor", spelling])
+    result = moa_groups(frame)
+    pairs = result.groups[result.groups["kind"] == "pair"]
+    assert len(pairs) == 1 and pairs["profiles"].iloc[0] == 6
+    assert pairs["group"].iloc[0] == "EGFR inhibitor|HDAC inhibitor"  # sorted, most frequent spelling
+    assert bool(pairs["singles_present"].iloc[0])
+
+
+def test_filtering_rules_and_counts() -> None:
+    frame = profiles(["DMSO", "A", "B", "A|B", "C", "A|B|C", None, "A|D"])
+    frame = pd.concat([frame, profiles(["E|A"], per_compound=1).assign(profile_id="solo", compound="solo")])
+    result = moa_groups(frame)
+    kinds = dict(zip(result.groups["group"], result.groups["kind"]))
+    assert kinds == {"DMSO": "control", "A": "single", "B": "single", "A|B": "pair", "A|D": "pair", "A|E": "pair"}
+    assert "C" not in kinds  # single MOA not part of any pair
+    assert result.excluded["profiles_with_3plus_moas"] == 3 and result.excluded["compounds_with_3plus_moas"] == 1
+    assert result.excluded["profiles_without_moa"] == 3
+    assert result.excluded["pairs_missing_a_single"] == 2  # A|D and A|E lack D and E
+    assert result.groups.set_index("group").loc["A|E", "single_profile"]
+    assert result.membership.isna().sum() == 9  # C, A|B|C and the unannotated compound
+
+
+def test_no_dmso_is_a_clear_error() -> None:
+    with pytest.raises(NoControlError, match="DMSO"):
+        moa_groups(profiles(["A", "B", "A|B"]))
+
+
+def test_parse_moa() -> None:
+    assert parse_moa(" a |b|") == ("a", "b")
+    assert parse_moa(None) == () and parse_moa(float("nan")) == () and parse_moa("") == ()
+
+
+def test_group_means_match_pandas_and_permutations_keep_sizes() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 200)
+    values = rng.normal(size=(200, 3))
+    means = group_means(labels, values, 5)[0]
+    expected = pd.DataFrame(values).groupby(labels).mean().to_numpy()
+    assert np.allclose(means, expected)
+    perms = np.stack([rng.permutation(labels) for _ in range(4)])
+    many = group_means(perms, values, 5)
+    for p in range(4):
+        assert np.allclose(many[p], pd.DataFrame(values).groupby(perms[p]).mean().to_numpy())
+
+
+def planted(n_per_group: int = 20, seed: int = 0, synergy: bool = False):
+    """Profiles where A|B = A + B - DMSO exactly (additive) or a random shift (synergy)."""
+    rng = np.random.default_rng(seed)
+    d = 30
+    centre = {"DMSO": rng.normal(0, 1, d)}
+    for name in ("A", "B", "C", "D"):
+        centre[name] = centre["DMSO"] + rng.normal(0, 2, d)
+    centre["A|B"] = centre["A"] + centre["B"] - centre["DMSO"]
+    centre["C|D"] = rng.normal(0, 6, d) if synergy else centre["C"] + centre["D"] - centre["DMSO"]
+    labels, rows = [], []
+    for group, mean in centre.items():
+        for _ in range(n_per_group):
+            labels.append(group)
+            rows.append(mean + rng.normal(0, 0.3, d))
+    frame = pd.DataFrame({"profile_id": [f"p{i}" for i in range(len(labels))], "compound": labels, "moa": labels,
+                          "is_control": [g == "DMSO" for g in labels], "stratum": "p"})
+    return frame, np.array(rows)
+
+
+def test_additive_pairs_are_predicted_and_synergy_is_not() -> None:
+    frame, x = planted(synergy=True)
+    result = moa_groups(frame)
+    design = Design.build(result.membership, result.groups)
+    identity = lambda z: z  # noqa: E731  (latent space = feature space)
+    _, distances, _ = score(design, x, x, identity, [f"f{i}" for i in range(x.shape[1])])
+    null = shuffled_null(design, x, x, identity, permutations=200, seed=1)
+    table = zscores(distances, null).set_index(["method", "pair"])
+    assert set(table.index.get_level_values("method")) == set(METHODS)
+    assert table.loc[("lsa", "A|B"), "l2"] < 1.0 and table.loc[("lsa", "A|B"), "q"] < 0.05
+    assert table.loc[("lsa", "A|B"), "retrieval_rank"] == 1
+    assert table.loc[("lsa", "C|D"), "q"] > 0.05 and table.loc[("lsa", "C|D"), "z"] > table.loc[("lsa", "A|B"), "z"]
+    # with an identity decoder, LSA is exactly the feature-space arithmetic
+    assert np.isclose(table.loc[("lsa", "A|B"), "l2"], table.loc[("feature_arithmetic", "A|B"), "l2"])
+
+
+def test_null_is_seeded_and_p_values_follow_the_formula() -> None:
+    frame, x = planted()
+    result = moa_groups(frame)
+    design = Design.build(result.membership, result.groups)
+    a = shuffled_null(design, x, x, lambda z: z, permutations=10, seed=3)
+    b = shuffled_null(design, x, x, lambda z: z, permutations=10, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["permutation"].nunique() == 10
+    distances = pd.DataFrame({"method": ["lsa"], "pair": ["A|B"], "l2": [2.5]})
+    null = pd.DataFrame({"method": "lsa", "pair": "A|B", "permutation": range(4), "l2": [1.0, 2.0, 3.0, 4.0]})
+    z = zscores(distances, null).iloc[0]
+    assert z["p"] == pytest.approx((2 + 1) / (4 + 1))
+    assert z["z"] == pytest.approx((2.5 - 2.5) / np.std([1, 2, 3, 4], ddof=1))
+
+
+def test_pairs_without_singles_give_empty_tables_not_errors() -> None:
+    frame, x = planted()
+    frame = frame[~frame["moa"].isin(["A", "C"])]
+    result = moa_groups(frame)
+    design = Design.build(result.membership, result.groups)
+    assert design.pairs.empty
+    _, distances, _ = score(design, x[: len(frame)], x[: len(frame)], lambda z: z, [f"f{i}" for i in range(30)])
+    assert distances.empty and shuffled_null(design, x, x, lambda z: z, 5, 0).empty
+
+
+def test_summary_tables() -> None:
+    rows = []
+    for dataset in ("cp", "l1000"):
+        for model_type in ("beta", "pca"):
+            for method, l2 in (("lsa", 1.0 if model_type == "beta" else 2.0), ("feature_arithmetic", 3.0)):
+                for pair, z in (("A|B", -3.0), ("c|d", 1.0)):
+                    rows.append({"dataset": dataset, "model_type": model_type, "method": method, "pair": pair if dataset == "cp" else pair.upper(),
+                                 "l2": l2, "null_mean": 4.0, "q": 0.01 if z < 0 else 0.5, "z": z})
+    frame = pd.DataFrame(rows)
+    fig6 = figure6(frame)
+    assert set(fig6["method_label"]) == {"beta_lsa", "pca_lsa", "feature_arithmetic"}
+    assert fig6[["real_01", "shuffled_01"]].min().min() == 0 and fig6[["real_01", "shuffled_01"]].max().max() == 1
+    fig7 = figure7(frame, "cp", "l1000")
+    assert len(fig7) == 2 and pair_key("C|D") == pair_key(" d| c")  # matched across spellings
+    truth = pd.DataFrame({"moa_pair": ["B|A", "C|D"], "additive": [True, False]})
+    scores = ground_truth_scores(frame[frame["dataset"] == "cp"], truth).set_index("method")
+    assert scores.loc["lsa", "additive_called"] == 1.0 and scores.loc["lsa", "non_additive_called"] == 0.0
