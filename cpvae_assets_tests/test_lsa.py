@@ -153,3 +153,44 @@ def test_summary_tables() -> None:
     truth = pd.DataFrame({"moa_pair": ["B|A", "C|D"], "additive": [True, False]})
     scores = ground_truth_scores(frame[frame["dataset"] == "cp"], truth).set_index("method")
     assert scores.loc["lsa", "additive_called"] == 1.0 and scores.loc["lsa", "non_additive_called"] == 0.0
+
+
+def planted_splits(synergy: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    frame, x = planted(n_per_group=30, synergy=synergy)
+    features = [f"f{i}" for i in range(x.shape[1])]
+    rng = np.random.default_rng(5)
+    split = rng.choice(["train", "validation", "test"], len(frame), p=[0.8, 0.1, 0.1])
+    return pd.concat([frame.assign(split=split), pd.DataFrame(x, columns=features)], axis=1), features
+
+
+def test_predict_any_two_singles_including_unseen_combinations() -> None:
+    from cpvae_assets.lsa.predict import UnknownMoaError, predict_combination
+    from cpvae_assets.models.latent import PcaModel
+
+    splits, features = planted_splits()
+    model = PcaModel.fit(splits[features].to_numpy(), 10, seed=0)
+    embeddings = splits[["profile_id"]].assign(**{f"z_{i}": v for i, v in enumerate(model.encode(splits[features].to_numpy()).T)})
+    seen = predict_combination(model, splits, embeddings, " a", "B")
+    assert seen.observed and seen.nearest_groups["moa_group"].iloc[0] == "a|b"  # additive: the real A|B is nearest
+    unseen = predict_combination(model, splits, embeddings, "A", "C")
+    assert not unseen.observed and len(unseen.nearest_compounds) == 5
+    with pytest.raises(UnknownMoaError, match="Z"):
+        predict_combination(model, splits, embeddings, "A", "Z")
+
+
+def test_leave_moa_out_retrains_without_the_held_out_pairs() -> None:
+    from cpvae_assets.lsa.leave_out import leave_moa_out
+    from cpvae_assets.models.hyperparameters import paper_defaults
+
+    splits, features = planted_splits(synergy=False)
+    result = moa_groups(splits)
+    design = Design.build(result.membership, result.groups)
+    x = splits[features].to_numpy()
+    _, distances, _ = score(design, x, x, lambda z: z, features)
+    before = zscores(distances, shuffled_null(design, x, x, lambda z: z, 50, 0))
+    hp = paper_defaults("cp5", len(features), latent_dim=8)
+    table = leave_moa_out(splits, result.membership, result.groups, before, "pca", hp, top=1, permutations=50)
+    assert table["held_out"].sum() == 1
+    removed = int(((splits["split"] == "train") & result.membership.isin(table.loc[table["held_out"], "pair"])).sum())
+    assert table["training_profiles_removed"].iloc[0] == removed > 0
+    assert {"rank_before", "rank_after", "z_before", "z_after", "still_top"} <= set(table.columns)

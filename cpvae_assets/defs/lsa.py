@@ -162,3 +162,34 @@ def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: 
         metadata["pairs_in_both"] = len(fig7)
     context.add_output_metadata(metadata)
     return LakeTables(data=fig6, cp_vs_l1000=fig7)
+
+
+class LeaveOutConfig(dg.Config):
+    top: int = 5
+    permutations: int = 200
+    seed: int = 0
+
+
+@dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"tensorflow", "parquet"},
+          deps=["moa_groups"])
+def leave_moa_out(context: dg.AssetExecutionContext, config: LeaveOutConfig, lake: LakeResource,
+                  normalised_splits: pd.DataFrame, lsa_zscores: pd.DataFrame, trained_models: pd.DataFrame) -> pd.DataFrame:
+    """Retrain without the compounds of the best-predicted A|B and check they still rank among the
+    best (Supplementary Figure 9). On demand: job ``leave_moa_out_job``; retrains one model."""
+    from cpvae_assets.defs.models import TrainingConfig, chosen_hyperparameters
+    from cpvae_assets.lsa.leave_out import leave_moa_out as run
+
+    dataset, model_type = _dims(context)
+    groups = read_table(partition_dir(lake.path, "moa_groups", dataset) / "data.parquet")
+    membership = read_table(partition_dir(lake.path, "moa_groups", dataset) / "membership.parquet")
+    group_of = normalised_splits["profile_id"].map(dict(zip(membership["profile_id"], membership["group"])))
+    hp = chosen_hyperparameters(trained_models, TrainingConfig())
+    table = run(normalised_splits, group_of, groups, lsa_zscores, model_type, hp, config.seed, config.top, config.permutations)
+    held = table[table["held_out"]]
+    context.add_output_metadata({"held_out": ", ".join(held["pair"]), "still_top": int(held["still_top"].sum()),
+                                 "of": len(held), "training_profiles_removed": int(table["training_profiles_removed"].max()) if len(table) else 0})
+    return table
+
+
+leave_moa_out_job = dg.define_asset_job("leave_moa_out_job", selection=[leave_moa_out.key],
+                                        partitions_def=dataset_model_partitions)
