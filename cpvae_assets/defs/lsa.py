@@ -69,6 +69,21 @@ def _dims(context) -> tuple[str, str]:
     return dims["dataset"], dims["model_type"]
 
 
+def seed_spread(lake: LakeResource, dataset: str, model_type: str, design: Design, x: np.ndarray,
+                features: list[str]) -> pd.DataFrame:
+    """LSA distance of each A|B under every seed's model: mean, standard deviation and count."""
+    seeds_dir = partition_dir(lake.path, "trained_models", dataset, model_type) / "seeds"
+    rows = []
+    for folder in sorted(seeds_dir.iterdir()) if seeds_dir.is_dir() else []:
+        model = load_model(folder, model_type)
+        _, dist, _ = score(design, model.encode(x.astype(np.float32)).astype(np.float64), x, model.decode, features)
+        rows.append(dist.loc[dist["method"] == "lsa", ["method", "pair", "l2"]])
+    if not rows:
+        return pd.DataFrame(columns=["method", "pair", "l2_seed_mean", "l2_seed_sd", "seeds"])
+    both = pd.concat(rows)
+    return both.groupby(["method", "pair"])["l2"].agg(l2_seed_mean="mean", l2_seed_sd="std", seeds="size").reset_index()
+
+
 @dg.multi_asset(
     outs={
         "moa_means": dg.AssetOut(kinds={"parquet"}, automation_condition=EAGER,
@@ -97,6 +112,7 @@ def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: LakeResourc
     feature_means = pd.DataFrame(group_means(design.labels, x, len(design.groups))[0], columns=features)
     feature_means.insert(0, "group", design.groups)
     predictions, distances, latent = score(design, z, x, model.decode, features)
+    distances = distances.merge(seed_spread(lake, dataset, model_type, design, x, features), on=["method", "pair"], how="left")
     predictions.insert(2, "expression", predictions["method"].map(dict(zip(distances["method"], distances["expression"]))))
     skipped = int((groups["kind"] == "pair").sum()) - len(design.pairs)
     yield dg.Output(LakeTables(data=latent_means, features=feature_means), output_name="moa_means",

@@ -35,8 +35,9 @@ class TuningConfig(dg.Config):
 
 class TrainingConfig(dg.Config):
     seed: int = 0
-    n_seeds: int = 2
-    """Real and shuffled models are trained with this many seeds each, in one stack; the best real one is kept."""
+    n_seeds: int = 3
+    """Real and shuffled models are trained with this many seeds each, in one stack; the best real one
+    is the partition's model, every real seed is kept under ``seeds/`` for the spread of LSA distances."""
     epochs: int = 50
     patience: int = 10
 
@@ -92,6 +93,19 @@ def tuned_hyperparameters(context: dg.AssetExecutionContext, config: TuningConfi
     return trials
 
 
+def save_seed_models(folder, seed_models) -> None:
+    """Every real seed's model under ``seeds/seed=<s>/``; seeds of an earlier run are removed."""
+    import shutil
+
+    keep = {f"seed={seed}" for seed, _ in seed_models}
+    if (folder / "seeds").is_dir():
+        for old in (folder / "seeds").iterdir():
+            if old.name not in keep:
+                shutil.rmtree(old)
+    for seed, model in seed_models:
+        model.save(folder / "seeds" / f"seed={seed}")
+
+
 def chosen_hyperparameters(trials: pd.DataFrame, training: TrainingConfig) -> Hyperparameters:
     row = trials.loc[trials["chosen"]].iloc[0]
     return Hyperparameters(latent_dim=int(row["latent_dim"]), learning_rate=float(row["learning_rate"]),
@@ -134,6 +148,7 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, la
         context.log.warning(note)
     folder = partition_dir(lake.path, "trained_models", dataset, model_type)
     run.model.save(folder)
+    save_seed_models(folder, run.seed_models)
     summary = run.summary.assign(seconds=run.seconds, **{k: v for k, v in run.hyperparameters.as_dict().items()},
                                  scaler=str(partition_dir(lake.path, "normalised_splits", dataset) / "scaler.parquet"))
     real = summary.loc[summary["chosen"], "val_loss"].iloc[0]

@@ -7,6 +7,7 @@ Storage: VAEs as ``encoder.keras`` + ``decoder.keras`` (plain functional Keras m
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Protocol
 
@@ -63,7 +64,7 @@ class PcaModel:
                 pca.n_components_ = data["components"].shape[0]
                 pca.n_features_in_ = data["components"].shape[1]
                 pca.whiten = False
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # empty / truncated too
             raise ModelFileError(f"{path}: cannot load the PCA model ({exc}); re-materialise this partition") from exc
         return cls(pca)
 

@@ -23,6 +23,7 @@ class TrainedRun:
     hyperparameters: Hyperparameters
     seconds: float
     notes: list[str] = field(default_factory=list)
+    seed_models: list[tuple[int, LatentModel]] = field(default_factory=list)  # every real seed, for the spread
 
 
 def column_shuffled(x: np.ndarray, seed: int) -> np.ndarray:
@@ -89,8 +90,9 @@ def train_model(
     ])
     curves = pd.DataFrame(result.history)
     curves.insert(0, "role", curves.pop("model").str.split(":").str[0])
-    encoder, decoder = keras_models(result, chosen)
     from cpvae_assets.models.latent import KerasModel
 
+    seed_models = [(members[i].seed, KerasModel(*keras_models(result, i))) for i in real]
+    best = dict(zip(real, seed_models))[chosen][1]
     hp_used = hp.replace(batch_size=result.batch_size)
-    return TrainedRun(KerasModel(encoder, decoder), summary, curves, hp_used, result.seconds, result.notes)
+    return TrainedRun(best, summary, curves, hp_used, result.seconds, result.notes, seed_models)

@@ -169,8 +169,9 @@ def tune(train: np.ndarray, val: np.ndarray, model_type: str, defaults: Hyperpar
     chosen, search_rows = bayesian_search(train, val, model_type, hp, trials, seed, epochs)
     rows += search_rows
     frame = pd.DataFrame(rows)
-    frame["beta"] = frame.get("beta", pd.Series(dtype=float)).fillna(chosen.beta)
-    frame["lam"] = frame.get("lam", pd.Series(dtype=float)).fillna(chosen.lam)
+    # rows of stages that did not vary beta / lambda (and every row, when no grid ran) used the chosen value
+    for name in ("beta", "lam"):
+        frame[name] = frame[name].fillna(getattr(chosen, name)) if name in frame else getattr(chosen, name)
     searched = frame["stage"].isin(["paper_reference", "bayesian"])
     frame["chosen"] = searched & (frame["trial"] == search_rows_chosen(search_rows, chosen))
     return TuningResult(chosen, frame, "tuned")

@@ -158,12 +158,20 @@ def _mmd(z: tf.Tensor, prior: tf.Tensor) -> tf.Tensor:
             - 2 * tf.reduce_mean(kernel(z, prior), [1, 2]))
 
 
-def _losses(stack: _Stack, x: tf.Tensor, kl_w: tf.Tensor, mmd_w: tf.Tensor, rng: tf.random.Generator, training: bool):
+def _normal(rng, shape: tf.Tensor) -> tf.Tensor:
+    """N(0, 1) noise of ``shape`` (K, ...); with one generator per model, each model draws from its own
+    stream, so its noise does not depend on which other models share the stack."""
+    if isinstance(rng, (list, tuple)):
+        return tf.stack([g.normal(shape[1:]) for g in rng])
+    return rng.normal(shape)
+
+
+def _losses(stack: _Stack, x: tf.Tensor, kl_w: tf.Tensor, mmd_w: tf.Tensor, rng, training: bool):
     z_mean, z_log_var = stack.encode(x, training)
-    z = z_mean + tf.exp(0.5 * z_log_var) * rng.normal(tf.shape(z_mean))
+    z = z_mean + tf.exp(0.5 * z_log_var) * _normal(rng, tf.shape(z_mean))
     recon = tf.reduce_mean(tf.reduce_sum(tf.square(x - stack.decode(z)), -1), -1)
     kl = tf.reduce_mean(-0.5 * tf.reduce_sum(1 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), -1), -1)
-    mmd = _mmd(z, rng.normal(tf.shape(z)))
+    mmd = _mmd(z, _normal(rng, tf.shape(z)))
     return recon + kl_w * kl + mmd_w * mmd, recon, kl, mmd
 
 
@@ -203,7 +211,8 @@ def train_stack(
     kl_w = tf.constant([m.kl_weight for m in members], tf.float32)
     mmd_w = tf.constant([m.mmd_weight for m in members], tf.float32)
     optimizer = keras.optimizers.Adam(learning_rate)
-    rng = tf.random.Generator.from_seed(members[0].seed)
+    # per model: its own noise stream and batch order, so a model trains as it would alone
+    rng = [tf.random.Generator.from_seed(m.seed) for m in members]
     n_batches = n_train // batch_size
     variables = stack.trainables
 
@@ -211,7 +220,7 @@ def train_stack(
     def run_epoch(order: tf.Tensor) -> tf.Tensor:
         sums = tf.zeros((4, k))
         for i in tf.range(n_batches):
-            xb = tf.gather(x_train, order[i * batch_size:(i + 1) * batch_size], axis=1)
+            xb = tf.gather(x_train, order[:, i * batch_size:(i + 1) * batch_size], axis=1, batch_dims=1)
             with tf.GradientTape() as tape:
                 parts = _losses(stack, xb, kl_w, mmd_w, rng, training=True)
                 objective = tf.reduce_sum(parts[0])
@@ -237,11 +246,12 @@ def train_stack(
     best_weights = {name: var.numpy() for name, var in stack.state.items()}
     waited = np.zeros(k, dtype=int)
     history: list[dict] = []
-    shuffler = np.random.default_rng(members[0].seed)
+    shufflers = [np.random.default_rng(m.seed) for m in members]
     started = time.perf_counter()
     epoch = 0
     for epoch in range(1, epochs + 1):
-        train_parts = run_epoch(tf.constant(shuffler.permutation(n_train)[: n_batches * batch_size], tf.int32)).numpy()
+        order = np.stack([s.permutation(n_train)[: n_batches * batch_size] for s in shufflers])
+        train_parts = run_epoch(tf.constant(order, tf.int32)).numpy()
         calibrate()
         val_parts = evaluate().numpy()
         rows = []
