@@ -86,8 +86,9 @@ def score(design: Design, latent: np.ndarray, features: np.ndarray, decode: Deco
           feature_names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """On the real labels: predicted profiles (pair x method), distances, and the latent predictions."""
     if design.pairs.empty:  # e.g. a single plate whose A|B compounds have no single-MOA partners
-        return (pd.DataFrame(columns=["pair", "method", *feature_names]), pd.DataFrame(columns=DISTANCE_COLUMNS),
-                pd.DataFrame(columns=["pair", "method"]))
+        numeric = {"l2", "cosine_distance", "shift_pearson", "retrieval_rank", "groups"}
+        distances = pd.DataFrame({c: pd.Series(dtype=float if c in numeric else object) for c in DISTANCE_COLUMNS})
+        return (pd.DataFrame(columns=["pair", "method", *feature_names]), distances, pd.DataFrame(columns=["pair", "method"]))
     n_groups = len(design.groups)
     lm = group_means(design.labels, latent, n_groups)
     fm = group_means(design.labels, features, n_groups)
