@@ -75,8 +75,10 @@ def train_model(
 
     kl_w, mmd_w = loss_weights(model_type, hp)  # type: ignore[arg-type]
     members = [StackMember(f"real:{seed + i}", kl_w, mmd_w, train, val, seed + i) for i in range(n_seeds)]
-    members += [StackMember(f"shuffled:{seed + i}", kl_w, mmd_w, column_shuffled(train, seed + 1000 + i),
-                            column_shuffled(val, seed + 2000 + i), seed + i) for i in range(n_seeds)]
+    # one column-shuffled copy serves every shuffled seed (held once in memory by the stack)
+    shuffled_train, shuffled_val = column_shuffled(train, seed + 1000), column_shuffled(val, seed + 2000)
+    members += [StackMember(f"shuffled:{seed + i}", kl_w, mmd_w, shuffled_train, shuffled_val, seed + i)
+                for i in range(n_seeds)]
     result = train_stack(members, hp.latent_dim, hp.hidden_dim, hp.learning_rate, hp.batch_size,
                          hp.encoder_batch_norm, hp.epochs, hp.patience, on_epoch)
     real = [i for i, m in enumerate(members) if m.name.startswith("real")]

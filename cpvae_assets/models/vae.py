@@ -32,6 +32,7 @@ import keras  # noqa: E402
 BN_EPSILON = 1e-3  # keras.layers.BatchNormalization defaults
 BN_MOMENTUM = 0.99  # only for the exported layer; statistics are set exactly (``_Stack.calibrate``)
 LEAKY_SLOPE = 0.3  # keras.layers.LeakyReLU default
+CALIBRATION_ROWS = 20_000  # batch-norm statistics: all rows of a small dataset, a fixed sample of a large one
 
 
 class TrainingDiverged(RuntimeError):
@@ -166,12 +167,13 @@ def _normal(rng, shape: tf.Tensor) -> tf.Tensor:
     return rng.normal(shape)
 
 
-def _losses(stack: _Stack, x: tf.Tensor, kl_w: tf.Tensor, mmd_w: tf.Tensor, rng, training: bool):
+def _losses(stack: _Stack, x: tf.Tensor, kl_w: tf.Tensor, mmd_w: tf.Tensor, rng, training: bool, use_mmd: bool = True):
     z_mean, z_log_var = stack.encode(x, training)
     z = z_mean + tf.exp(0.5 * z_log_var) * _normal(rng, tf.shape(z_mean))
     recon = tf.reduce_mean(tf.reduce_sum(tf.square(x - stack.decode(z)), -1), -1)
     kl = tf.reduce_mean(-0.5 * tf.reduce_sum(1 + z_log_var - tf.square(z_mean) - tf.exp(z_log_var), -1), -1)
-    mmd = _mmd(z, _normal(rng, tf.shape(z)))
+    prior = _normal(rng, tf.shape(z))  # drawn even when unused: a model's noise stream must not depend on its stack
+    mmd = _mmd(z, prior) if use_mmd else tf.zeros_like(kl)
     return recon + kl_w * kl + mmd_w * mmd, recon, kl, mmd
 
 
@@ -206,29 +208,43 @@ def train_stack(
     enable_determinism(members[0].seed)
     k = len(members)
     stack = _Stack(k, n_in, hidden_dim, latent_dim, encoder_batch_norm, [m.seed for m in members])
-    x_train = tf.constant(np.stack([m.train for m in members]).astype(np.float32))
-    x_val = tf.constant(np.stack([m.validation for m in members]).astype(np.float32))
+    # members that share a dataset (real seeds; shuffled seeds) share one copy of it in memory
+    unique: dict[int, int] = {}
+    for m in members:
+        unique.setdefault(id(m.train), len(unique))
+    sources = {id(m.train): m for m in members}
+    data_idx = tf.constant([unique[id(m.train)] for m in members], tf.int32)
+    x_train = tf.constant(np.stack([sources[key].train for key in unique]).astype(np.float32))  # (U, N, D)
+    x_val = tf.constant(np.stack([sources[key].validation for key in unique]).astype(np.float32))
     kl_w = tf.constant([m.kl_weight for m in members], tf.float32)
     mmd_w = tf.constant([m.mmd_weight for m in members], tf.float32)
+    use_mmd = any(m.mmd_weight != 0 for m in members)  # the kernel matrices cost time; skip them when unused
     optimizer = keras.optimizers.Adam(learning_rate)
     # per model: its own noise stream and batch order, so a model trains as it would alone
     rng = [tf.random.Generator.from_seed(m.seed) for m in members]
     n_batches = n_train // batch_size
     variables = stack.trainables
 
+    def batch_of(source: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+        """(K, B, D): member k's rows ``rows[k]`` of its own dataset."""
+        which = tf.broadcast_to(data_idx[:, None], tf.shape(rows))
+        return tf.gather_nd(source, tf.stack([which, rows], axis=-1))
+
     @tf.function
     def run_epoch(order: tf.Tensor) -> tf.Tensor:
         sums = tf.zeros((4, k))
         for i in tf.range(n_batches):
-            xb = tf.gather(x_train, order[:, i * batch_size:(i + 1) * batch_size], axis=1, batch_dims=1)
+            xb = batch_of(x_train, order[:, i * batch_size:(i + 1) * batch_size])
             with tf.GradientTape() as tape:
-                parts = _losses(stack, xb, kl_w, mmd_w, rng, training=True)
+                parts = _losses(stack, xb, kl_w, mmd_w, rng, training=True, use_mmd=use_mmd)
                 objective = tf.reduce_sum(parts[0])
             optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
             sums += tf.stack(parts)
         return sums / tf.cast(n_batches, tf.float32)
 
-    calibrate = tf.function(lambda: stack.calibrate(x_train))
+    # exact batch-norm statistics over (at most CALIBRATION_ROWS of) the training rows
+    calibration_rows = np.sort(np.random.default_rng(members[0].seed).permutation(n_train)[:CALIBRATION_ROWS])
+    calibrate = tf.function(lambda: stack.calibrate(tf.gather(tf.gather(x_train, calibration_rows, axis=1), data_idx)))
     n_val = int(x_val.shape[1])
     val_chunk = max(1, min(batch_size, n_val))
 
@@ -237,8 +253,9 @@ def train_stack(
         # every validation profile counts; chunks of the batch size keep the MMD on the training scale
         sums = tf.zeros((4, k))
         for i in tf.range((n_val + val_chunk - 1) // val_chunk):
-            xb = x_val[:, i * val_chunk:(i + 1) * val_chunk]
-            sums += tf.stack(_losses(stack, xb, kl_w, mmd_w, rng, training=False)) * tf.cast(tf.shape(xb)[1], tf.float32)
+            xb = tf.gather(x_val[:, i * val_chunk:(i + 1) * val_chunk], data_idx)
+            parts = _losses(stack, xb, kl_w, mmd_w, rng, training=False, use_mmd=use_mmd)
+            sums += tf.stack(parts) * tf.cast(tf.shape(xb)[1], tf.float32)
         return sums / float(n_val)
 
     best = np.full(k, np.inf)
