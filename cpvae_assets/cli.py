@@ -20,7 +20,7 @@ REAL_PLATES = {
 DEMO_RUN_CONFIG = {
     "tuned_hyperparameters": {"config": {"trials": 1, "epochs_per_trial": 4, "beta_grid": [0.06, 0.3, 1.0, 10.0],
                                          "lambda_grid": [1.0, 1e1, 1e2, 1e3]}},
-    "trained_models": {"config": {"epochs": 30, "patience": 8, "n_seeds": 2}},
+    "trained_models": {"config": {"epochs": 20, "patience": 6, "n_seeds": 2}},
 }
 ON_DEMAND = {"leave_moa_out": ("demo_cp_level5", "beta")}
 MODEL_SUMMARY_SQL = """
