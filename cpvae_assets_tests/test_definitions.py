@@ -96,12 +96,17 @@ def test_asset_keys_partitions_and_automation() -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"raw_profiles", "normalised_splits", "remote_files", "tuned_hyperparameters", "trained_models",
-                    "training_curves", "latent_embeddings", "generation_qc"}
+                    "training_curves", "latent_embeddings", "generation_qc", "moa_groups", "moa_means",
+                    "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores", "lsa_summary", "leave_moa_out"}
     assert {k.to_user_string() for a in defs.assets for k in a.keys} == keys
-    for name in ("tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc"):
+    for name in ("tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc",
+                 "moa_means", "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores"):
         partitions = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(partitions, dg.MultiPartitionsDefinition), name
         assert graph.get(dg.AssetKey(name)).automation_condition.get_label() == "eager"
+    assert graph.get(dg.AssetKey("moa_groups")).partitions_def.name == "dataset"
+    assert graph.get(dg.AssetKey("lsa_summary")).partitions_def is None
+    assert graph.get(dg.AssetKey("leave_moa_out")).automation_condition is None  # on demand: it retrains
     for name in ("raw_profiles", "normalised_splits"):
         partitions = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition)
