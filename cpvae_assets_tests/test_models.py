@@ -689,3 +689,29 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         text = failure_text(diverged)
         assert "TrainingDiverged" in text and "at epoch 1" in text
         assert {p.name: sha256(p) for p in partition.iterdir() if p.is_file()} == stored
+
+        # latent space arithmetic on the stored models: every LSA asset, then the cross-dataset summary
+        lsa_assets = ["moa_means", "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores"]
+        run = dg.materialize(list(defs.assets), selection=["moa_groups"], partition_key=dataset, instance=instance,
+                             resources=resources, raise_on_error=False)
+        assert run.success, failure_text(run)
+        for model_type in ("beta", "pca"):
+            key = dg.MultiPartitionKey({"dataset": dataset, "model_type": model_type})
+            run = dg.materialize(list(defs.assets), selection=lsa_assets, partition_key=key, instance=instance,
+                                 resources=resources, run_config={"ops": {"shuffled_null": {"config": {"permutations": 50}}}},
+                                 raise_on_error=False)
+            assert run.success, failure_text(run)
+        run = dg.materialize(list(defs.assets), selection=["lsa_summary"], instance=instance, resources=resources,
+                             run_config={"ops": {"lsa_summary": {"config": {"l1000": "none"}}}}, raise_on_error=False)
+        assert run.success, failure_text(run)
+        zs = query(lake, "SELECT model_type, method, count(*) AS pairs, count(q) AS with_q FROM lsa_zscores GROUP BY ALL")
+        assert set(zs["model_type"]) == {"beta", "pca"} and set(zs["method"]) == {"lsa", "feature_arithmetic",
+                                                                                 "mean_of_singles", "best_single"}
+        assert (zs["pairs"] == 3).all() and (zs["with_q"] == 3).all()  # the three planted pairs
+        summary = query(lake, "SELECT * FROM lsa_zscores_summary WHERE method = 'lsa'")
+        assert {"additive_called", "non_additive_called"} <= set(summary.columns)
+        figure6 = query(lake, "SELECT method_label, real_01 FROM lsa_summary")
+        assert {"beta_lsa", "pca_lsa", "feature_arithmetic"} <= set(figure6["method_label"])
+        assert figure6["real_01"].between(0, 1).all()
+        spread = query(lake, "SELECT seeds FROM lsa_distances WHERE model_type = 'beta' AND method = 'lsa'")
+        assert (spread["seeds"] == 1).all()  # n_seeds 1 in this run: one seed model stored
