@@ -2,9 +2,11 @@
 
 Why a stack: on a 2-core CPU a 588-250-10 VAE runs far below the matmul peak; K models whose weights
 sit on a leading axis turn K small matmuls into one batched matmul, and a whole epoch runs inside a
-single ``tf.function`` with the data held as a tensor (see ``docs/platform-notes.md``: 2x for the
-compiled epoch, 2.7-3.8x with 2-8 stacked models versus ``model.fit``). Each model has its own loss;
-their sum is minimised, so gradients and Adam's element-wise updates stay independent per model.
+single ``tf.function`` with the data held as a tensor. Measured (``bench/results.md``, quiet machine):
+at the Cell Painting level-5 shape 1.4x ``model.fit`` for one model and 2.5x with four (real and
+shuffled, two seeds); at the L1000 shape 1.7x at any K (there the gain is using both cores, which
+``model.fit`` does not). Each model has its own loss; their sum is minimised, so gradients and Adam's
+element-wise updates stay independent per model.
 
 Loss per sample, averaged over the batch (the paper's scale, e.g. CP5 total ~2.4): reconstruction
 is the squared error *summed over features*; plus kl_weight x KL(q(z|x) || N(0, I)); plus
@@ -215,8 +217,8 @@ def train_stack(
         unique.setdefault(id(m.train), len(unique))
     sources = {id(m.train): m for m in members}
     data_idx = tf.constant([unique[id(m.train)] for m in members], tf.int32)
-    x_train = tf.constant(np.stack([sources[key].train for key in unique]).astype(np.float32))  # (U, N, D)
-    x_val = tf.constant(np.stack([sources[key].validation for key in unique]).astype(np.float32))
+    x_train = tf.constant(np.stack([sources[key].train for key in unique], dtype=np.float32))  # (U, N, D)
+    x_val = tf.constant(np.stack([sources[key].validation for key in unique], dtype=np.float32))
     kl_w = tf.constant([m.kl_weight for m in members], tf.float32)
     mmd_w = tf.constant([m.mmd_weight for m in members], tf.float32)
     use_mmd = any(m.mmd_weight != 0 for m in members)  # the kernel matrices cost time; skip them when unused

@@ -1,0 +1,485 @@
+#!/usr/bin/env python
+"""Training throughput: the project's stacked loop (``train_stack``) versus a plain Keras ``model.fit``.
+
+Prints (it is not a test) seconds per epoch and profiles per second, on this machine and in one
+process, for two shapes of the paper (Cell Painting level 5 and L1000) on synthetic data:
+
+  (a) keras   a subclassed ``keras.Model`` with a sampling layer and a custom ``train_step`` (the
+              paper's way), trained with ``model.fit`` -- the reference, defined in this file;
+  (b) K=1     ``cpvae_assets.models.vae.train_stack`` with one member;
+  (c) K=2/4/6 ``train_stack`` with real + column-shuffled pairs, as ``train_model`` builds them
+              (n_seeds = 1, 2 (the default), 3).
+
+The first epoch (tracing, compiling, building the data tensors) is never timed: every
+configuration runs 1 warm-up epoch plus N timed ones, and the time of epoch i is the gap between
+the end-of-epoch stamps of epochs i-1 and i (both loops include their validation pass in it).
+Throughput counts models x training rows x timed epochs / timed seconds.
+
+Usage:  .venv/bin/python bench/train_throughput.py [--quick] [--epochs N] [--shapes cp5,l1000]
+                                                   [--configs keras,k1,k2,k4,k6] [--no-append]
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+from cpvae_assets.models.training import column_shuffled  # noqa: E402
+from cpvae_assets.models.vae import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE, StackMember, train_stack  # noqa: E402
+
+# train_stack builds fresh tf.functions on every call; after 5 calls TF logs a "retracing" warning per
+# function. Expected here (one call per configuration); silenced to keep the report readable.
+tf.get_logger().setLevel("ERROR")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results.md"
+VALIDATION_FRACTION = 0.10
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Shape:
+    key: str
+    label: str
+    rows: int
+    features: int
+    batch_size: int
+    latent_dim: int
+    hidden_dim: int
+    beta: float
+    learning_rate: float
+    timed_epochs: int
+    quick_rows: int
+
+
+SHAPES = {
+    "cp5": Shape("cp5", "Cell Painting level 5", 10_368, 588, 96, 10, 250, 0.3, 1e-3, 3, 2_000),
+    "l1000": Shape("l1000", "L1000", 118_050, 978, 512, 65, 500, 40.0, 1e-3, 2, 8_000),
+}
+# config key -> number of stacked models (None: the Keras reference)
+CONFIGS = {"keras": None, "k1": 1, "k2": 2, "k4": 4, "k6": 6}
+
+
+# ---------------------------------------------------------------- the reference: plain Keras
+
+
+class Sampling(keras.layers.Layer):
+    """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I)."""
+
+    def __init__(self, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+
+class PaperVAE(keras.Model):
+    """The paper's VAE as a subclassed Keras model: same layers as the project's exported models
+    (Dense -> BatchNormalization -> LeakyReLU(0.3) -> z_mean / z_log_var; Dense -> LeakyReLU ->
+    Dense sigmoid), loss = squared error summed over features + beta x KL, averaged over the batch."""
+
+    def __init__(self, n_in: int, hidden: int, latent: int, beta: float, batch_norm: bool = True, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = beta
+        inputs = keras.Input((n_in,))
+        h = keras.layers.Dense(hidden)(inputs)
+        if batch_norm:
+            h = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM)(h)
+        h = keras.layers.LeakyReLU(LEAKY_SLOPE)(h)
+        self.encoder = keras.Model(inputs, [keras.layers.Dense(latent)(h), keras.layers.Dense(latent)(h)], name="encoder")
+        z = keras.Input((latent,))
+        h = keras.layers.LeakyReLU(LEAKY_SLOPE)(keras.layers.Dense(hidden)(z))
+        self.decoder = keras.Model(z, keras.layers.Dense(n_in, activation="sigmoid")(h), name="decoder")
+        self.sampling = Sampling(seed)
+        self.trackers = [keras.metrics.Mean(name=n) for n in ("loss", "reconstruction", "kl")]
+
+    def call(self, x, training=False):
+        z_mean, z_log_var = self.encoder(x, training=training)
+        return self.decoder(self.sampling([z_mean, z_log_var]), training=training), z_mean, z_log_var
+
+    def _vae_losses(self, x, training):
+        reconstruction, z_mean, z_log_var = self(x, training=training)
+        recon = ops.mean(ops.sum(ops.square(x - reconstruction), axis=-1))
+        kl = ops.mean(-0.5 * ops.sum(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1))
+        return recon + self.beta * kl, recon, kl
+
+    def _record(self, parts):
+        for tracker, value in zip(self.trackers, parts):
+            tracker.update_state(value)
+        return {t.name: t.result() for t in self.trackers}
+
+    @property
+    def metrics(self):
+        return self.trackers
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            parts = self._vae_losses(x, training=True)
+        grads = tape.gradient(parts[0], self.trainable_weights)
+        self.optimizer.apply(grads, self.trainable_weights)
+        return self._record(parts)
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._record(self._vae_losses(x, training=False))
+
+
+class EpochStamps(keras.callbacks.Callback):
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.clock.stamp()
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _system_busy_seconds() -> float | None:
+    """CPU seconds all processes of the machine have used (busy jiffies of /proc/stat, steal included)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        return (user + nice + system + irq + softirq + steal) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process' VmHWM (``echo 5 > /proc/self/clear_refs``), so it measures one configuration."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _vm_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@dataclass
+class Clock:
+    """End-of-epoch stamps of wall time, process CPU time and machine-wide busy CPU time."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    busy: list[float | None] = field(default_factory=list)
+
+    def stamp(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+        self.busy.append(_system_busy_seconds())
+
+
+@dataclass
+class Row:
+    shape: Shape
+    config: str
+    k: int
+    train_rows: int
+    epoch_seconds: list[float]  # timed epochs only
+    warmup_seconds: float
+    total_seconds: float
+    cpu_cores: float  # this process, during the timed epochs
+    other_cores: float | None  # every other process of the machine, during the timed epochs
+    maxrss_mb: float
+    rss_before_mb: float | None
+    config_peak_mb: float | None
+    op_determinism: bool
+    note: str = ""
+
+    @property
+    def timed(self) -> float:
+        return sum(self.epoch_seconds)
+
+    @property
+    def profiles_per_second(self) -> float:
+        return self.k * self.train_rows * len(self.epoch_seconds) / self.timed
+
+    @property
+    def profiles_per_cpu_second(self) -> float:
+        """Throughput per CPU-second this process got: less sensitive to other processes than wall time."""
+        return self.profiles_per_second / self.cpu_cores
+
+
+def _op_determinism(enabled: bool) -> None:
+    """train_stack switches op determinism on for the whole process; the reference runs without it."""
+    from tensorflow.python.framework import config as tf_config  # no public switch-off in TF 2.20
+
+    (tf_config.enable_op_determinism if enabled else tf_config.disable_op_determinism)()
+
+
+def _op_determinism_enabled() -> bool:
+    try:
+        from tensorflow.python.framework import config as tf_config
+
+        return bool(tf_config.is_op_determinism_enabled())
+    except (ImportError, AttributeError):
+        return False
+
+
+def run_keras(shape: Shape, train: np.ndarray, val: np.ndarray, epochs: int, seed: int, deterministic: bool) -> tuple[Clock, str]:
+    try:
+        _op_determinism(deterministic)
+    except (ImportError, AttributeError):
+        pass
+    keras.utils.set_random_seed(seed)
+    model = PaperVAE(shape.features, shape.hidden_dim, shape.latent_dim, shape.beta, batch_norm=True, seed=seed)
+    model.compile(optimizer=keras.optimizers.Adam(shape.learning_rate))
+    clock = Clock()
+    clock.stamp()
+    model.fit(train, batch_size=shape.batch_size, epochs=epochs, validation_data=(val,), shuffle=True,
+              verbose=0, callbacks=[EpochStamps(clock)])
+    return clock, f"jit_compile={model.jit_compile}"
+
+
+def stack_members(train: np.ndarray, val: np.ndarray, k: int, beta: float, seed: int) -> list[StackMember]:
+    """As ``train_model`` builds them (since commit fed4423): K=1 one real model, else K/2 real seeds
+    on the data and K/2 shuffled seeds sharing one column-shuffled copy (the stack holds each distinct
+    array once, so K=2/4/6 all hold 2 datasets)."""
+    if k == 1:
+        return [StackMember(f"real:{seed}", beta, 0.0, train, val, seed)]
+    n_seeds = k // 2
+    members = [StackMember(f"real:{seed + i}", beta, 0.0, train, val, seed + i) for i in range(n_seeds)]
+    shuffled_train, shuffled_val = column_shuffled(train, seed + 1000), column_shuffled(val, seed + 2000)
+    members += [StackMember(f"shuffled:{seed + i}", beta, 0.0, shuffled_train, shuffled_val, seed + i)
+                for i in range(n_seeds)]
+    return members
+
+
+def run_stack(shape: Shape, train: np.ndarray, val: np.ndarray, k: int, epochs: int, seed: int) -> tuple[Clock, str]:
+    members = stack_members(train, val, k, shape.beta, seed)
+    clock = Clock()
+    clock.stamp()
+    result = train_stack(members, shape.latent_dim, shape.hidden_dim, shape.learning_rate, shape.batch_size,
+                         encoder_batch_norm=True, epochs=epochs, patience=epochs + 1,
+                         on_epoch=lambda epoch, rows: clock.stamp())
+    if result.epochs_run != epochs:
+        return clock, f"stopped after {result.epochs_run} epochs"
+    return clock, "; ".join(result.notes)
+
+
+def measure(shape: Shape, config: str, train: np.ndarray, val: np.ndarray, timed_epochs: int, seed: int,
+            keras_deterministic: bool) -> Row:
+    keras.backend.clear_session()
+    gc.collect()
+    rss_before = _vm_rss_mb()
+    reset = _reset_peak_rss()
+    k = CONFIGS[config]
+    epochs = 1 + timed_epochs
+    started = time.perf_counter()
+    if k is None:
+        clock, note = run_keras(shape, train, val, epochs, seed, keras_deterministic)
+        k_models = 1
+    else:
+        clock, note = run_stack(shape, train, val, k, epochs, seed)
+        k_models = k
+    total = time.perf_counter() - started
+    determinism = _op_determinism_enabled()
+    if len(clock.wall) < 3:
+        raise RuntimeError(f"{shape.key}/{config}: only {len(clock.wall) - 1} epochs ran, nothing to time")
+    # stamp 0 is the start, stamp i the end of epoch i; epoch 1 is the warm-up
+    wall = clock.wall
+    epoch_seconds = [wall[i] - wall[i - 1] for i in range(2, len(wall))]
+    timed = wall[-1] - wall[1]
+    cpu_cores = (clock.cpu[-1] - clock.cpu[1]) / timed
+    other = None
+    if clock.busy[-1] is not None and clock.busy[1] is not None:
+        other = max(0.0, (clock.busy[-1] - clock.busy[1]) / timed - cpu_cores)
+    return Row(shape, config, k_models, len(train), epoch_seconds, wall[1] - wall[0], total, cpu_cores, other,
+               _maxrss_mb(), rss_before, _vm_hwm_mb() if reset else None, determinism, note)
+
+
+# ---------------------------------------------------------------- data and reporting
+
+
+def synthetic(shape: Shape, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform [0, 1) float32 profiles; the last 10% of the rows are the validation set."""
+    x = np.random.default_rng(seed).random((rows, shape.features), dtype=np.float32)
+    n_val = max(1, round(VALIDATION_FRACTION * rows))
+    return x[: rows - n_val], x[rows - n_val:]
+
+
+def machine() -> str:
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+        mem_gb = f", {int(mem.split()[1]) / 1024**2:.0f} GB RAM"
+    except (OSError, StopIteration, ValueError):
+        mem_gb = ""
+    return f"{os.cpu_count()} CPUs ({model or 'unknown CPU'}){mem_gb}, {platform.system()} {platform.machine()}"
+
+
+def git_commit() -> str:
+    """Short HEAD, plus a mark when the package's sources differ from it (read-only git calls)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0 or not out.stdout.strip():
+            return "unknown"
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "cpvae_assets"], cwd=ROOT, capture_output=True, timeout=10)
+        return out.stdout.strip() + (" (cpvae_assets has uncommitted changes)" if dirty.returncode == 1 else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(rows: list[Row]) -> str:
+    head = ("| shape | config | K | train rows | batch | timed epochs | s/epoch (mean) | s/epoch (min-max) "
+            "| model-profiles/s | speed-up vs (a) | per CPU-s | speed-up per CPU-s | warm-up epoch s | total s | CPU cores used | other procs' cores "
+            "| ru_maxrss MB | RSS before MB | config peak RSS MB | op determinism | note |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    baseline = {r.shape.key: r.profiles_per_second for r in rows if r.config == "keras"}
+    baseline_cpu = {r.shape.key: r.profiles_per_cpu_second for r in rows if r.config == "keras"}
+    for r in rows:
+        label = "(a) keras fit" if r.config == "keras" else f"{'(b)' if r.k == 1 else '(c)'} train_stack"
+        ref = baseline.get(r.shape.key)
+        speed = "1.00x" if r.config == "keras" else (f"{r.profiles_per_second / ref:.2f}x" if ref else "n/a")
+        ref_cpu = baseline_cpu.get(r.shape.key)
+        speed_cpu = "1.00x" if r.config == "keras" else (f"{r.profiles_per_cpu_second / ref_cpu:.2f}x" if ref_cpu else "n/a")
+        lines.append(
+            f"| {r.shape.key} | {label} | {r.k} | {r.train_rows:,} | {r.shape.batch_size} | {len(r.epoch_seconds)} "
+            f"| {statistics.mean(r.epoch_seconds):.2f} | {min(r.epoch_seconds):.2f}-{max(r.epoch_seconds):.2f} "
+            f"| {r.profiles_per_second:,.0f} | {speed} | {r.profiles_per_cpu_second:,.0f} | {speed_cpu} | {r.warmup_seconds:.1f} | {r.total_seconds:.1f} "
+            f"| {r.cpu_cores:.2f} | {_fmt(r.other_cores, '.2f')} | {r.maxrss_mb:,.0f} | {_fmt(r.rss_before_mb, ',.0f')} "
+            f"| {_fmt(r.config_peak_mb, ',.0f')} "
+            f"| {'on' if r.op_determinism else 'off'} | {r.note} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="timed epochs per configuration, after 1 warm-up epoch (default: 3 for cp5, 2 for l1000; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer rows (2,000 / 8,000) and 1 timed epoch")
+    parser.add_argument("--shapes", default="cp5,l1000", help="comma-separated subset of: " + ",".join(SHAPES))
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ",".join(CONFIGS))
+    parser.add_argument("--rows", type=int, default=None, help="override the row count of every shape")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keras-deterministic", action="store_true",
+                        help="run the Keras reference with TF op determinism on, as train_stack runs (default: off)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"Markdown file to append to (default {RESULTS})")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not append to the results file")
+    args = parser.parse_args(argv)
+
+    shapes = [SHAPES[s.strip()] for s in args.shapes.split(",") if s.strip()]
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+
+    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    header = [
+        f"date: {when}",
+        f"machine: {machine()}",
+        f"commit: {git_commit()}",
+        f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, "
+        f"TF threads intra/inter {tf.config.threading.get_intra_op_parallelism_threads()}/"
+        f"{tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)",
+        f"command: bench/train_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
+        f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
+    ]
+    print("\n".join(header), flush=True)
+
+    run_started = time.perf_counter()
+    rows: list[Row] = []
+    for shape in shapes:
+        n = args.rows or (shape.quick_rows if args.quick else shape.rows)
+        timed = args.epochs or (1 if args.quick else shape.timed_epochs)
+        train, val = synthetic(shape, n, args.seed)
+        print(f"\n{shape.label}: {len(train):,} train + {len(val):,} validation rows x {shape.features} features, "
+              f"batch {shape.batch_size}, latent {shape.latent_dim}, hidden {shape.hidden_dim}, beta {shape.beta}, "
+              f"lr {shape.learning_rate}, 1 warm-up + {timed} timed epochs", flush=True)
+        # the reference first: train_stack turns op determinism on process-wide (see --keras-deterministic)
+        for config in sorted(configs, key=lambda c: c != "keras"):
+            row = measure(shape, config, train, val, timed, args.seed, args.keras_deterministic)
+            rows.append(row)
+            print(f"  {config:>5}: {statistics.mean(row.epoch_seconds):7.2f} s/epoch "
+                  f"({', '.join(f'{s:.2f}' for s in row.epoch_seconds)}), {row.profiles_per_second:10,.0f} model-profiles/s, "
+                  f"warm-up {row.warmup_seconds:.1f} s, CPU {row.cpu_cores:.2f} cores, "
+                  f"others {_fmt(row.other_cores, '.2f')} cores, ru_maxrss {row.maxrss_mb:,.0f} MB, "
+                  f"RSS before {_fmt(row.rss_before_mb, ',.0f')} MB, "
+                  f"config peak {_fmt(row.config_peak_mb, ',.0f')} MB {row.note}", flush=True)
+        del train, val
+        gc.collect()
+    elapsed = time.perf_counter() - run_started
+
+    report = table(rows)
+    footer = (f"run time {elapsed / 60:.1f} min. Epoch 1 (warm-up) excluded; model-profiles/s = K x train rows x timed "
+              f"epochs / timed seconds; speed-up = that / the Keras reference's profiles/s at the same shape; per CPU-s = "
+              f"model-profiles/s / CPU cores used. "
+              f"'other procs' cores' = machine-wide busy CPU minus this process during the timed epochs (> ~0.2: "
+              f"contended, numbers noisy).")
+    print("\n" + report + "\n\n" + footer)
+    if not args.no_append:
+        path = args.results
+        new = not path.exists()
+        with path.open("a") as out:
+            if new:
+                out.write("# Training throughput: train_stack vs plain Keras model.fit\n\n"
+                          "Appended by `bench/train_throughput.py`; see `bench/README.md`.\n")
+            out.write(f"\n## {when}{' (quick)' if args.quick else ''}\n\n")
+            out.write("\n".join(f"- {line}" for line in header[1:]) + "\n\n")
+            out.write(report + "\n\n" + footer + "\n")
+        print(f"\nappended to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
