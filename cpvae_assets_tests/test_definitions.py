@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from cpvae_assets.splits import FRACTIONS, SPLITS
 from cpvae_assets.sql import query
 
 from .conftest import REAL_CP
+from .helpers import failure_text, sha256
 
 PLATE = "lincs_cp_plate"
 PROJECT = Path(__file__).resolve().parent.parent
@@ -62,21 +62,7 @@ def part(lake: Path, asset: str, table: str = "data", dataset: str = PLATE) -> P
     return lake / asset / f"dataset={dataset}" / f"{table}.parquet"
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-
-def failure_text(result: dg.ExecuteInProcessResult) -> str:
-    """Every failure message of a run, causes included."""
-    texts = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            if data.error is not None:
-                texts.append(data.error.to_string())
-            if data.user_failure_data is not None and data.user_failure_data.description:
-                texts.append(data.user_failure_data.description)
-    return "\n".join(texts)
 
 
 def sensor_context(instance: dg.DagsterInstance, lake: Path, cursor: str | None = None):

@@ -5,7 +5,6 @@ per module so TensorFlow trains each configuration once."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 
 from cpvae_assets.models.hyperparameters import PAPER, Hyperparameters, loss_weights, paper_defaults
+from .helpers import failure_text, sha256
 
 N_PROFILES, N_FEATURES, RANK, LATENT, HIDDEN = 480, 48, 3, 3, 16
 OBJECTIVES = ("vanilla", "beta", "mmd")
@@ -68,21 +68,7 @@ def trained(data: Data):
     return get
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-
-def failure_text(result) -> str:
-    """Every failure message of a Dagster run, causes included."""
-    texts = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            data = event.step_failure_data
-            if data.error is not None:
-                texts.append(data.error.to_string())
-            if data.user_failure_data is not None and data.user_failure_data.description:
-                texts.append(data.user_failure_data.description)
-    return "\n".join(texts)
 
 
 # --------------------------------------------------------------------------------------------- 1. loss maths
