@@ -3,9 +3,9 @@
 Why a stack: on a 2-core CPU a 588-250-10 VAE runs far below the matmul peak; K models whose weights
 sit on a leading axis turn K small matmuls into one batched matmul, and a whole epoch runs inside a
 single ``tf.function`` with the data held as a tensor. Measured (``bench/results.md``, quiet machine):
-at the Cell Painting level-5 shape 1.4x ``model.fit`` for one model and 2.5x with four (real and
-shuffled, two seeds); at the L1000 shape 1.7x at any K (there the gain is using both cores, which
-``model.fit`` does not). Each model has its own loss; their sum is minimised, so gradients and Adam's
+at the Cell Painting level-5 shape 1.5x ``model.fit`` for one model and 3.2x with six (real and
+shuffled, three seeds: the default of ``trained_models``); at the L1000 shape 1.7x at any K (there
+the gain is using both cores, which ``model.fit`` does not). Each model has its own loss; their sum is minimised, so gradients and Adam's
 element-wise updates stay independent per model.
 
 Loss per sample, averaged over the batch (the paper's scale, e.g. CP5 total ~2.4): reconstruction
