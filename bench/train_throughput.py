@@ -178,24 +178,23 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _vm_hwm_mb() -> float | None:
+def _proc_status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmHWM: peak resident, VmRSS: resident now), in MB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except (OSError, ValueError):
         pass
     return None
+
+
+def _vm_hwm_mb() -> float | None:
+    return _proc_status_mb("VmHWM")
 
 
 def _vm_rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return None
+    return _proc_status_mb("VmRSS")
 
 
 def _maxrss_mb() -> float:

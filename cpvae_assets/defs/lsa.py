@@ -51,10 +51,15 @@ def moa_groups(context: dg.AssetExecutionContext, normalised_splits: pd.DataFram
     return LakeTables(data=result.groups, membership=membership.dropna())
 
 
+def _stored_groups(lake: LakeResource, dataset: str, splits: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The stored ``moa_groups`` table and the group of each profile of ``splits`` (NaN: excluded)."""
+    folder = partition_dir(lake.path, "moa_groups", dataset)
+    groups, membership = read_table(folder / "data.parquet"), read_table(folder / "membership.parquet")
+    return groups, splits["profile_id"].map(dict(zip(membership["profile_id"], membership["group"])))
+
+
 def _design(lake: LakeResource, dataset: str, splits: pd.DataFrame, embeddings: pd.DataFrame):
-    groups = read_table(partition_dir(lake.path, "moa_groups", dataset) / "data.parquet")
-    membership = read_table(partition_dir(lake.path, "moa_groups", dataset) / "membership.parquet")
-    group_of = splits["profile_id"].map(dict(zip(membership["profile_id"], membership["group"])))
+    groups, group_of = _stored_groups(lake, dataset, splits)
     design = Design.build(group_of, groups)
     kept = group_of.notna().to_numpy()
     features = feature_columns(splits)
@@ -196,9 +201,7 @@ def leave_moa_out(context: dg.AssetExecutionContext, config: LeaveOutConfig, lak
     from cpvae_assets.lsa.leave_out import leave_moa_out as run
 
     dataset, model_type = _dims(context)
-    groups = read_table(partition_dir(lake.path, "moa_groups", dataset) / "data.parquet")
-    membership = read_table(partition_dir(lake.path, "moa_groups", dataset) / "membership.parquet")
-    group_of = normalised_splits["profile_id"].map(dict(zip(membership["profile_id"], membership["group"])))
+    groups, group_of = _stored_groups(lake, dataset, normalised_splits)
     hp = chosen_hyperparameters(trained_models, TrainingConfig())
     table = run(normalised_splits, group_of, groups, lsa_zscores, model_type, hp, config.seed, config.top, config.permutations)
     held = table[table["held_out"]]
