@@ -17,6 +17,13 @@ from cpvae_assets.partitions import partition_dimensions
 from cpvae_assets.paths import check_name, lake_root, partition_dir
 
 
+def preview(frame: pd.DataFrame, rows: int = 5, columns: int = 12) -> str:
+    """The first rows and columns as a Markdown table: what the UI shows beside the plot."""
+    shown = frame.iloc[:rows, :columns]
+    more = f"\n\n{len(frame):,} rows x {frame.shape[1]:,} columns" + (" (first columns shown)" if frame.shape[1] > columns else "")
+    return shown.to_markdown(index=False, floatfmt=".4g") + more
+
+
 class LakeTables(dict[str, pd.DataFrame]):
     """Several tables of one asset partition; ``data`` is the one downstream assets load."""
 
@@ -49,8 +56,11 @@ class LakeIOManager(dg.ConfigurableIOManager):
         for name in sorted(tables, key=lambda n: n == DATA_TABLE):
             write_table(tables[name], folder / f"{check_name(name, 'table name')}.parquet", run_meta)
         rebuild_catalog(self.lake)
+        data = tables[DATA_TABLE]
         context.add_output_metadata({"path": dg.MetadataValue.path(str(folder)),
-                                     "tables": ", ".join(sorted(tables))})
+                                     "tables": ", ".join(sorted(tables)),
+                                     "dagster/row_count": len(data),
+                                     "preview": dg.MetadataValue.md(preview(data))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         path = self._dir(context) / f"{DATA_TABLE}.parquet"
