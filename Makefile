@@ -10,10 +10,15 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CPVAE_LAKE ?= $(CURDIR)/data_lake
 export DAGSTER_HOME ?= $(CURDIR)/data_lake/dagster_home
+# address of the Dagster UI (`make ui HOST=0.0.0.0` to serve other machines)
+HOST ?= 127.0.0.1
+PORT ?= 3000
+# the local instance: executor limits and the training pool (copied into DAGSTER_HOME if absent)
+LOCAL_INSTANCE := deploy/dagster.local.yaml
 # TensorFlow: no oneDNN banner, no GPU probing on machines without one
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test ui sql check lock clean
+.PHONY: install demo test ui sql check lock bench instance clean
 
 # uv (pinned, from the package index) installs exactly the versions in uv.lock
 $(UV):
@@ -26,21 +31,28 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 
 install: $(STAMP)
 
-demo: install
+# $(DAGSTER_HOME)/dagster.yaml from deploy/dagster.local.yaml, unless one is there already
+instance:
+	@mkdir -p "$(DAGSTER_HOME)"
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp $(LOCAL_INSTANCE) "$(DAGSTER_HOME)/dagster.yaml"
+
+demo: install instance
 	$(BIN)/cpvae demo
 
 test: install
 	$(BIN)/python -m pytest
 
-ui: install
-	mkdir -p "$(DAGSTER_HOME)" && test -f "$(DAGSTER_HOME)/dagster.yaml" || printf 'telemetry:\n  enabled: false\n' > "$(DAGSTER_HOME)/dagster.yaml"
-	$(BIN)/dg dev --host 127.0.0.1 --port 3000
+ui: install instance
+	$(BIN)/dg dev --host $(HOST) --port $(PORT)
 
 sql: install
 	@$(BIN)/cpvae sql "$(Q)"
 
 check: install
 	$(BIN)/dg check defs
+
+bench: install
+	$(BIN)/python bench/run_all.py
 
 lock: $(UV)
 	$(UV) lock

@@ -5,6 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from cpvae_assets.defs.execution import TRAINING_OP_TAGS, TRAINING_POOL
 from cpvae_assets.generation import latent_columns
 from cpvae_assets.ingest import feature_columns
 from cpvae_assets.io_manager import LakeTables
@@ -192,7 +193,7 @@ class LeaveOutConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"tensorflow", "parquet"},
-          deps=["moa_groups"])
+          deps=["moa_groups"], pool=TRAINING_POOL, op_tags=TRAINING_OP_TAGS)
 def leave_moa_out(context: dg.AssetExecutionContext, config: LeaveOutConfig, lake: LakeResource,
                   normalised_splits: pd.DataFrame, lsa_zscores: pd.DataFrame, trained_models: pd.DataFrame) -> pd.DataFrame:
     """Retrain without the compounds of the best-predicted A|B and check they still rank among the

@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from cpvae_assets.defs.execution import TRAINING_OP_TAGS, TRAINING_POOL
 from cpvae_assets.generation import embed, generation_qc as run_generation_qc, to_anndata
 from cpvae_assets.ingest import feature_columns
 from cpvae_assets.io_manager import LakeTables
@@ -79,7 +80,7 @@ def _defaults(context, lake: LakeResource, dataset: str, model_type: str, splits
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="models", kinds={"keras", "parquet"},
-          automation_condition=EAGER)
+          automation_condition=EAGER, pool=TRAINING_POOL, op_tags=TRAINING_OP_TAGS)
 def tuned_hyperparameters(context: dg.AssetExecutionContext, config: TuningConfig, lake: LakeResource,
                           normalised_splits: pd.DataFrame) -> pd.DataFrame:
     """Every tuning trial as a row; the ``chosen`` row holds the hyperparameters ``trained_models`` uses."""
@@ -124,6 +125,8 @@ def chosen_hyperparameters(trials: pd.DataFrame, training: TrainingConfig) -> Hy
     },
     partitions_def=dataset_model_partitions,
     group_name="models",
+    pool=TRAINING_POOL,
+    op_tags=TRAINING_OP_TAGS,
     check_specs=[
         dg.AssetCheckSpec("real_beats_shuffled", asset="trained_models", blocking=True,
                           description="validation loss on real data is below that of the column-shuffled control"),

@@ -1,0 +1,67 @@
+"""How steps execute: the executor of every job, and the pool and Kubernetes tags of training steps.
+
+- On one machine (default): the multiprocess executor, each step in its own process, at most
+  ``$CPVAE_MAX_CONCURRENT`` steps of a run at once (default: the number of CPUs, at least 2).
+- On a cluster (``CPVAE_EXECUTOR=k8s``, set by ``deploy/helm/values.yaml``): ``k8s_job_executor``,
+  each step its own Kubernetes job (dagster-k8s: the ``cluster`` extra, installed in the image).
+- ``CPVAE_EXECUTOR=in_process``: every step in the run's process (debugging).
+
+Training steps (``tuned_hyperparameters``, ``trained_models``, ``leave_moa_out``) are in the
+concurrency pool ``training``: the instance limits how many run at once across all runs
+(``concurrency: pools: default_limit`` in ``deploy/dagster.local.yaml`` / ``deploy/dagster.yaml``,
+or ``dagster instance concurrency set training N``); the other assets are in no pool and run freely.
+``dg.materialize`` (tests, ``cpvae demo``) runs in process whatever is set here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+EXECUTOR_ENV = "CPVAE_EXECUTOR"
+MAX_CONCURRENT_ENV = "CPVAE_MAX_CONCURRENT"
+TRAINING_POOL = "training"
+# Step pods of training assets under k8s_job_executor: one GPU, on a GPU node (harmless elsewhere:
+# op tags are only read by dagster-k8s). TensorFlow uses the GPU it sees; without one, the CPU.
+TRAINING_OP_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {
+            "resources": {
+                "requests": {"cpu": "4", "memory": "16Gi"},
+                "limits": {"nvidia.com/gpu": "1", "memory": "24Gi"},
+            },
+        },
+        "pod_spec_config": {
+            "node_selector": {"cpvae/node-pool": "gpu"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    },
+}
+
+
+def max_concurrent() -> int:
+    value = os.environ.get(MAX_CONCURRENT_ENV)
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"${MAX_CONCURRENT_ENV}={value!r}: expected a positive integer")
+        return int(value)
+    return max(2, os.cpu_count() or 1)
+
+
+def executor() -> dg.ExecutorDefinition:
+    kind = os.environ.get(EXECUTOR_ENV, "multiprocess")
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind != "multiprocess":
+        raise ValueError(f"${EXECUTOR_ENV}={kind!r}: expected multiprocess, k8s or in_process")
+    return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent()}, name="multiprocess")
+
+
+@dg.definitions
+def execution() -> dg.Definitions:
+    return dg.Definitions(executor=executor())
