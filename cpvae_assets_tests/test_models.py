@@ -227,6 +227,31 @@ def test_stack_history_and_best_epoch(stack_runs: dict) -> None:
     assert _curve(result, "b", "mmd").max() > 0 and (_curve(result, "b", "kl") > 0).all()
 
 
+def test_train_stack_traces_once_per_signature(data: Data) -> None:
+    """The compiled epoch functions are cached per (K, features, hidden, latent, batch norm, MMD): a
+    call with other data, rows, batch size, learning rate, seed or loss weight traces nothing (issue 4:
+    each tuning trial used to pay the tracing), and a reused trainer trains exactly as a fresh one."""
+    from cpvae_assets.models import vae
+
+    def run(member, latent: int = LATENT + 1, **changes):
+        kwargs = {"latent_dim": latent, "hidden_dim": HIDDEN, "learning_rate": 3e-3, "batch_size": 32,
+                  "encoder_batch_norm": True, "epochs": 2, "patience": 2} | changes
+        return vae.train_stack([member], **kwargs)
+
+    vae._TRAINERS.clear()
+    first = run(vae.StackMember("a", 0.3, 0.0, data.train, data.val, 1))  # traces (fresh trainer)
+    traced = dict(vae.TRACES)
+    other = low_rank(seed=9)
+    run(vae.StackMember("b", 1.0, 0.0, other[:200], other[200:230], 4), learning_rate=1e-3, batch_size=40)
+    again = run(vae.StackMember("a", 0.3, 0.0, data.train, data.val, 1))
+    assert dict(vae.TRACES) == traced, "same signature, other data / rows / batch / lr / seed: no new trace"
+    for name, value in first.weights.items():
+        assert np.array_equal(again.weights[name], value), name
+    assert again.history == first.history
+    run(vae.StackMember("a", 0.3, 0.0, data.train, data.val, 1), latent=LATENT + 2)  # another shape: one more trace
+    assert vae.TRACES["run_epoch"] == traced["run_epoch"] + 1
+
+
 # --------------------------------------------------------------------------------------------- 3. train_model
 
 

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,29 +82,47 @@ def _glorot(rng: np.random.Generator, k: int, fan_in: int, fan_out: int) -> np.n
 
 
 class _Stack(tf.Module):
-    def __init__(self, k: int, n_in: int, hidden: int, latent: int, batch_norm: bool, seeds: Sequence[int]):
+    def __init__(self, k: int, n_in: int, hidden: int, latent: int, batch_norm: bool, seeds: Sequence[int] | None = None):
         super().__init__()
-        init = [np.random.default_rng(s) for s in seeds]
-
-        def stacked(shape_fn):
-            return np.concatenate([shape_fn(r) for r in init], axis=0)
-
         zeros = lambda *s: tf.Variable(tf.zeros((k, *s)))  # noqa: E731
+        self.k, self.n_in, self.hidden, self.latent = k, n_in, hidden, latent
         self.batch_norm = batch_norm
-        self.enc_w = tf.Variable(stacked(lambda r: _glorot(r, 1, n_in, hidden)))
+        self.enc_w = zeros(n_in, hidden)
         self.enc_b = zeros(1, hidden)
         self.bn_gamma = tf.Variable(tf.ones((k, 1, hidden)))
         self.bn_beta = zeros(1, hidden)
         self.bn_mean = tf.Variable(tf.zeros((k, 1, hidden)), trainable=False)
         self.bn_var = tf.Variable(tf.ones((k, 1, hidden)), trainable=False)
-        self.mean_w = tf.Variable(stacked(lambda r: _glorot(r, 1, hidden, latent)))
+        self.mean_w = zeros(hidden, latent)
         self.mean_b = zeros(1, latent)
-        self.logvar_w = tf.Variable(stacked(lambda r: _glorot(r, 1, hidden, latent)))
+        self.logvar_w = zeros(hidden, latent)
         self.logvar_b = zeros(1, latent)
-        self.dec_w = tf.Variable(stacked(lambda r: _glorot(r, 1, latent, hidden)))
+        self.dec_w = zeros(latent, hidden)
         self.dec_b = zeros(1, hidden)
-        self.out_w = tf.Variable(stacked(lambda r: _glorot(r, 1, hidden, n_in)))
+        self.out_w = zeros(hidden, n_in)
         self.out_b = zeros(1, n_in)
+        if seeds is not None:
+            self.reset(seeds)
+
+    def reset(self, seeds: Sequence[int]) -> None:
+        """Fresh weights: Glorot-uniform kernels from each member's own seed, zero biases, BN at identity."""
+        if len(seeds) != self.k:
+            raise ValueError(f"{len(seeds)} seeds for a stack of {self.k}")
+        init = [np.random.default_rng(s) for s in seeds]
+
+        def stacked(fan_in: int, fan_out: int) -> np.ndarray:
+            return np.concatenate([_glorot(r, 1, fan_in, fan_out) for r in init], axis=0)
+
+        # the draw order (per kernel, member after member) fixes the initial weights of a seed
+        self.enc_w.assign(stacked(self.n_in, self.hidden))
+        self.mean_w.assign(stacked(self.hidden, self.latent))
+        self.logvar_w.assign(stacked(self.hidden, self.latent))
+        self.dec_w.assign(stacked(self.latent, self.hidden))
+        self.out_w.assign(stacked(self.hidden, self.n_in))
+        for var in (self.enc_b, self.bn_beta, self.bn_mean, self.mean_b, self.logvar_b, self.dec_b, self.out_b):
+            var.assign(tf.zeros_like(var))
+        for var in (self.bn_gamma, self.bn_var):
+            var.assign(tf.ones_like(var))
 
     @property
     def trainables(self) -> list[tf.Variable]:
@@ -124,29 +145,30 @@ class _Stack(tf.Module):
         h = tf.nn.leaky_relu(h, LEAKY_SLOPE)
         return tf.matmul(h, self.mean_w) + self.mean_b, tf.matmul(h, self.logvar_w) + self.logvar_b
 
-    def calibrate(self, x: tf.Tensor, chunk: int = 16384) -> None:
-        """Set the inference statistics of batch norm to the exact mean and variance over ``x``.
+    def calibrate(self, x: tf.Tensor) -> None:
+        """Set the inference statistics of batch norm to the exact mean and variance over ``x`` (K, R, D).
 
         Keras' moving averages (momentum 0.99) need thousands of steps to settle; a plate of a few
         hundred profiles gets a few hundred, and its validation loss would measure stale statistics
-        instead of the model ("precise batch norm").
+        instead of the model ("precise batch norm"). ``x`` is at most ``CALIBRATION_ROWS`` rows.
         """
         if not self.batch_norm:
             return
-        n = int(x.shape[1])
-        total = tf.zeros_like(self.bn_mean)
-        squares = tf.zeros_like(self.bn_var)
-        for start in range(0, n, chunk):
-            h = tf.matmul(x[:, start:start + chunk], self.enc_w) + self.enc_b
-            total += tf.reduce_sum(h, 1, keepdims=True)
-            squares += tf.reduce_sum(tf.square(h), 1, keepdims=True)
-        mean = total / n
+        inverse_n = _reciprocal(tf.shape(x)[1])
+        h = tf.matmul(x, self.enc_w) + self.enc_b
+        mean = tf.reduce_sum(h, 1, keepdims=True) * inverse_n
         self.bn_mean.assign(mean)
-        self.bn_var.assign(tf.maximum(squares / n - tf.square(mean), 0.0))
+        self.bn_var.assign(tf.maximum(tf.reduce_sum(tf.square(h), 1, keepdims=True) * inverse_n - tf.square(mean), 0.0))
 
     def decode(self, z: tf.Tensor) -> tf.Tensor:
         h = tf.nn.leaky_relu(tf.matmul(z, self.dec_w) + self.dec_b, LEAKY_SLOPE)
         return tf.sigmoid(tf.matmul(h, self.out_w) + self.out_b)
+
+
+def _reciprocal(n: tf.Tensor) -> tf.Tensor:
+    """1 / n in float32. Means multiply by it: TF's graph optimiser turns a division by a constant into
+    this product, so the results stay bit-identical to the loop that had the counts as constants."""
+    return tf.math.reciprocal(tf.cast(n, tf.float32))
 
 
 def _mmd(z: tf.Tensor, prior: tf.Tensor) -> tf.Tensor:
@@ -180,6 +202,113 @@ def _epoch_noise(seeds: tf.Tensor, epoch: int, rows: int, latent: int, stream: i
                      for j in range(seeds.shape[0])], axis=1)
 
 
+@dataclass(frozen=True)
+class _Signature:
+    """What a compiled training function depends on: the shapes of the variables and two switches.
+
+    Everything else (row counts, batch size, learning rate, loss weights, seeds, the data) is an
+    argument of the compiled functions, so a second ``train_stack`` call with the same signature
+    (a tuning trial, the next partition, the shuffled control of a grid) reuses the traced graphs.
+    """
+
+    k: int
+    n_in: int
+    hidden: int
+    latent: int
+    batch_norm: bool
+    use_mmd: bool
+
+
+# how often each compiled function was traced in this process (tests; the tracing cost is seconds)
+TRACES: Counter[str] = Counter()
+_TRAINER_CACHE_SIZE = 16
+
+
+class _Trainer:
+    """The variables (weights, Adam's state) and compiled epoch functions of one ``_Signature``.
+
+    ``reset`` gives it fresh weights and optimizer state, so a reused trainer trains exactly as a
+    new one (bit for bit: same ops, same inputs)."""
+
+    def __init__(self, sig: _Signature):
+        self.sig = sig
+        self.stack = _Stack(sig.k, sig.n_in, sig.hidden, sig.latent, sig.batch_norm)
+        self.variables = self.stack.trainables
+        self.optimizer = keras.optimizers.Adam(1e-3)
+        self.optimizer.build(self.variables)
+        k = sig.k
+        data = tf.TensorSpec([None, None, sig.n_in], tf.float32)  # (distinct datasets, rows, features)
+        ints, floats, scalar = tf.TensorSpec([k], tf.int32), tf.TensorSpec([k], tf.float32), tf.TensorSpec([], tf.int32)
+        self.run_epoch = tf.function(self._run_epoch, input_signature=[
+            data, ints, tf.TensorSpec([k, None], tf.int32), floats, floats, ints, scalar, scalar])
+        self.evaluate = tf.function(self._evaluate, input_signature=[data, ints, floats, floats, ints, scalar, scalar])
+        self.calibrate = tf.function(self._calibrate, input_signature=[data, tf.TensorSpec([None], tf.int32), ints])
+
+    def reset(self, seeds: Sequence[int], learning_rate: float) -> None:
+        self.stack.reset(seeds)
+        for var in self.optimizer.variables:  # iteration count, learning rate, first and second moments
+            var.assign(tf.zeros_like(var))
+        self.optimizer.learning_rate = learning_rate
+
+    def _run_epoch(self, x_train, data_idx, order, kl_w, mmd_w, seeds, epoch, batch_size):
+        """One epoch: ``order`` (K, n_batches x batch) holds each member's shuffled row indices."""
+        TRACES["run_epoch"] += 1  # Python: runs only while tracing
+        stack, variables, sig = self.stack, self.variables, self.sig
+        n_batches = tf.shape(order)[1] // batch_size
+        sums = tf.zeros((4, sig.k))
+        draws = _epoch_noise(seeds, epoch, n_batches * batch_size, sig.latent, 0)
+        for i in tf.range(n_batches):
+            rows = order[:, i * batch_size:(i + 1) * batch_size]
+            # (K, B, D): member k's rows of its own dataset
+            xb = tf.gather_nd(x_train, tf.stack([tf.broadcast_to(data_idx[:, None], tf.shape(rows)), rows], axis=-1))
+            part = slice(None), slice(i * batch_size, (i + 1) * batch_size)
+            with tf.GradientTape() as tape:
+                parts = _losses(stack, xb, kl_w, mmd_w, draws[0][part], draws[1][part], training=True, use_mmd=sig.use_mmd)
+                objective = tf.reduce_sum(parts[0])
+            self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+            sums += tf.stack(parts)
+        return sums * _reciprocal(n_batches)
+
+    def _evaluate(self, x_val, data_idx, kl_w, mmd_w, seeds, epoch, chunk):
+        # every validation profile counts; chunks of the batch size keep the MMD on the training scale
+        TRACES["evaluate"] += 1
+        sig = self.sig
+        n_val = tf.shape(x_val)[1]
+        sums = tf.zeros((4, sig.k))
+        draws = _epoch_noise(seeds, epoch, n_val, sig.latent, 1)
+        for i in tf.range((n_val + chunk - 1) // chunk):
+            xb = tf.gather(x_val[:, i * chunk:(i + 1) * chunk], data_idx)
+            part = slice(None), slice(i * chunk, (i + 1) * chunk)
+            parts = _losses(self.stack, xb, kl_w, mmd_w, draws[0][part], draws[1][part], training=False, use_mmd=sig.use_mmd)
+            sums += tf.stack(parts) * tf.cast(tf.shape(xb)[1], tf.float32)
+        return sums * _reciprocal(n_val)
+
+    def _calibrate(self, x_train, rows, data_idx):
+        TRACES["calibrate"] += 1
+        self.stack.calibrate(tf.gather(tf.gather(x_train, rows, axis=1), data_idx))
+        return tf.constant(0)
+
+
+_TRAINERS: OrderedDict[_Signature, _Trainer] = OrderedDict()
+_TRAINERS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _trainer(sig: _Signature) -> Iterator[_Trainer]:
+    """A cached trainer of this signature, held exclusively while in use (a concurrent call of the
+    same signature builds its own), and cached again afterwards (least recently used dropped)."""
+    with _TRAINERS_LOCK:
+        trainer = _TRAINERS.pop(sig, None)
+    trainer = trainer or _Trainer(sig)
+    try:
+        yield trainer
+    finally:
+        with _TRAINERS_LOCK:
+            _TRAINERS[sig] = trainer
+            while len(_TRAINERS) > _TRAINER_CACHE_SIZE:
+                _TRAINERS.popitem(last=False)
+
+
 def train_stack(
     members: Sequence[StackMember],
     latent_dim: int,
@@ -195,7 +324,9 @@ def train_stack(
     """Train every member with early stopping on its own validation loss; keep its best weights.
 
     A member whose loss becomes NaN or inf raises ``TrainingDiverged`` (naming the epoch), unless
-    ``raise_on_divergence`` is False (grid searches), where it just stops improving.
+    ``raise_on_divergence`` is False (grid searches), where it just stops improving. The compiled
+    functions are cached per (K, features, hidden, latent, batch norm, MMD used): a later call with
+    the same shapes traces nothing, whatever its data, row count, batch size or learning rate.
     """
     if not members:
         raise ValueError("no models to train")
@@ -210,100 +341,79 @@ def train_stack(
         batch_size = n_train
     enable_determinism(members[0].seed)
     k = len(members)
-    stack = _Stack(k, n_in, hidden_dim, latent_dim, encoder_batch_norm, [m.seed for m in members])
+    use_mmd = any(m.mmd_weight != 0 for m in members)  # the kernel matrices cost time; skip them when unused
+    sig = _Signature(k, int(n_in), int(hidden_dim), int(latent_dim), bool(encoder_batch_norm), use_mmd)
     # members that share a dataset (real seeds; shuffled seeds) share one copy of it in memory
     unique: dict[int, int] = {}
     for m in members:
         unique.setdefault(id(m.train), len(unique))
     sources = {id(m.train): m for m in members}
     data_idx = tf.constant([unique[id(m.train)] for m in members], tf.int32)
-    x_train = tf.constant(np.stack([sources[key].train for key in unique], dtype=np.float32))  # (U, N, D)
-    x_val = tf.constant(np.stack([sources[key].validation for key in unique], dtype=np.float32))
+    x_train = _stacked_tensor([sources[key].train for key in unique])  # (U, N, D)
+    x_val = _stacked_tensor([sources[key].validation for key in unique])
     kl_w = tf.constant([m.kl_weight for m in members], tf.float32)
     mmd_w = tf.constant([m.mmd_weight for m in members], tf.float32)
-    use_mmd = any(m.mmd_weight != 0 for m in members)  # the kernel matrices cost time; skip them when unused
-    optimizer = keras.optimizers.Adam(learning_rate)
     # per model: its own noise and batch order, so a model trains as it would alone
     seeds = tf.constant([m.seed for m in members], tf.int32)
     n_batches = n_train // batch_size
-    variables = stack.trainables
-
-    def batch_of(source: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
-        """(K, B, D): member k's rows ``rows[k]`` of its own dataset."""
-        which = tf.broadcast_to(data_idx[:, None], tf.shape(rows))
-        return tf.gather_nd(source, tf.stack([which, rows], axis=-1))
-
-    @tf.function
-    def run_epoch(order: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
-        sums = tf.zeros((4, k))
-        draws = _epoch_noise(seeds, epoch, n_batches * batch_size, latent_dim, 0)
-        for i in tf.range(n_batches):
-            xb = batch_of(x_train, order[:, i * batch_size:(i + 1) * batch_size])
-            rows = slice(None), slice(i * batch_size, (i + 1) * batch_size)
-            with tf.GradientTape() as tape:
-                parts = _losses(stack, xb, kl_w, mmd_w, draws[0][rows], draws[1][rows], training=True, use_mmd=use_mmd)
-                objective = tf.reduce_sum(parts[0])
-            optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
-            sums += tf.stack(parts)
-        return sums / tf.cast(n_batches, tf.float32)
-
     # exact batch-norm statistics over (at most CALIBRATION_ROWS of) the training rows
-    calibration_rows = np.sort(np.random.default_rng(members[0].seed).permutation(n_train)[:CALIBRATION_ROWS])
-    calibrate = tf.function(lambda: stack.calibrate(tf.gather(tf.gather(x_train, calibration_rows, axis=1), data_idx)))
+    calibration_rows = tf.constant(np.sort(np.random.default_rng(members[0].seed).permutation(n_train)[:CALIBRATION_ROWS]), tf.int32)
     n_val = int(x_val.shape[1])
-    val_chunk = max(1, min(batch_size, n_val))
+    val_chunk = tf.constant(max(1, min(batch_size, n_val)), tf.int32)
+    batch = tf.constant(batch_size, tf.int32)
 
-    @tf.function
-    def evaluate(epoch: tf.Tensor) -> tf.Tensor:
-        # every validation profile counts; chunks of the batch size keep the MMD on the training scale
-        sums = tf.zeros((4, k))
-        draws = _epoch_noise(seeds, epoch, n_val, latent_dim, 1)
-        for i in tf.range((n_val + val_chunk - 1) // val_chunk):
-            xb = tf.gather(x_val[:, i * val_chunk:(i + 1) * val_chunk], data_idx)
-            rows = slice(None), slice(i * val_chunk, (i + 1) * val_chunk)
-            parts = _losses(stack, xb, kl_w, mmd_w, draws[0][rows], draws[1][rows], training=False, use_mmd=use_mmd)
-            sums += tf.stack(parts) * tf.cast(tf.shape(xb)[1], tf.float32)
-        return sums / float(n_val)
-
-    best = np.full(k, np.inf)
-    best_epoch = [0] * k
-    best_weights = {name: var.numpy() for name, var in stack.state.items()}
-    waited = np.zeros(k, dtype=int)
-    history: list[dict] = []
-    shufflers = [np.random.default_rng(m.seed) for m in members]
-    started = time.perf_counter()
-    epoch = 0
-    for epoch in range(1, epochs + 1):
-        order = np.stack([s.permutation(n_train)[: n_batches * batch_size] for s in shufflers])
-        train_parts = run_epoch(tf.constant(order, tf.int32), tf.constant(epoch, tf.int32)).numpy()
-        calibrate()
-        val_parts = evaluate(tf.constant(epoch, tf.int32)).numpy()
-        rows = []
-        for j, member in enumerate(members):
-            row = {"epoch": epoch, "model": member.name, "seed": member.seed,
-                   "loss": float(train_parts[0, j]), "reconstruction": float(train_parts[1, j]),
-                   "kl": float(train_parts[2, j]), "mmd": float(train_parts[3, j]),
-                   "val_loss": float(val_parts[0, j]), "val_reconstruction": float(val_parts[1, j]),
-                   "val_kl": float(val_parts[2, j]), "val_mmd": float(val_parts[3, j])}
-            if raise_on_divergence and not all(math.isfinite(v) for v in (row["loss"], row["val_loss"])):
-                raise TrainingDiverged(f"model {member.name!r}: loss became {row['loss']} (validation "
-                                       f"{row['val_loss']}) at epoch {epoch}; nothing was stored")
-            rows.append(row)
-        history += rows
-        improved = np.isfinite(val_parts[0]) & (val_parts[0] < best)
-        if improved.any():
-            snapshot = {name: var.numpy() for name, var in stack.state.items()}
-            for name in best_weights:
-                best_weights[name][improved] = snapshot[name][improved]
-        for j in np.flatnonzero(improved):
-            best[j], best_epoch[j] = val_parts[0, j], epoch
-        waited = np.where(improved, 0, waited + 1)
-        if on_epoch is not None:
-            on_epoch(epoch, rows)
-        if (waited >= patience).all():
-            break
+    with _trainer(sig) as trainer:
+        trainer.reset([m.seed for m in members], learning_rate)
+        stack = trainer.stack
+        best = np.full(k, np.inf)
+        best_epoch = [0] * k
+        best_weights = {name: var.numpy() for name, var in stack.state.items()}
+        waited = np.zeros(k, dtype=int)
+        history: list[dict] = []
+        shufflers = [np.random.default_rng(m.seed) for m in members]
+        started = time.perf_counter()
+        epoch = 0
+        for epoch in range(1, epochs + 1):
+            order = np.stack([s.permutation(n_train)[: n_batches * batch_size] for s in shufflers])
+            step = tf.constant(epoch, tf.int32)
+            train_parts = trainer.run_epoch(x_train, data_idx, tf.constant(order, tf.int32), kl_w, mmd_w, seeds, step,
+                                            batch).numpy()
+            if sig.batch_norm:
+                trainer.calibrate(x_train, calibration_rows, data_idx)
+            val_parts = trainer.evaluate(x_val, data_idx, kl_w, mmd_w, seeds, step, val_chunk).numpy()
+            rows = []
+            for j, member in enumerate(members):
+                row = {"epoch": epoch, "model": member.name, "seed": member.seed,
+                       "loss": float(train_parts[0, j]), "reconstruction": float(train_parts[1, j]),
+                       "kl": float(train_parts[2, j]), "mmd": float(train_parts[3, j]),
+                       "val_loss": float(val_parts[0, j]), "val_reconstruction": float(val_parts[1, j]),
+                       "val_kl": float(val_parts[2, j]), "val_mmd": float(val_parts[3, j])}
+                if raise_on_divergence and not all(math.isfinite(v) for v in (row["loss"], row["val_loss"])):
+                    raise TrainingDiverged(f"model {member.name!r}: loss became {row['loss']} (validation "
+                                           f"{row['val_loss']}) at epoch {epoch}; nothing was stored")
+                rows.append(row)
+            history += rows
+            improved = np.isfinite(val_parts[0]) & (val_parts[0] < best)
+            if improved.any():
+                snapshot = {name: var.numpy() for name, var in stack.state.items()}
+                for name, kept in best_weights.items():
+                    kept[improved] = snapshot[name][improved]
+            for j in np.flatnonzero(improved):
+                best[j], best_epoch[j] = val_parts[0, j], epoch
+            waited = np.where(improved, 0, waited + 1)
+            if on_epoch is not None:
+                on_epoch(epoch, rows)
+            if (waited >= patience).all():
+                break
     return StackResult(list(members), history, best_epoch, [float(b) for b in best], epoch,
                        time.perf_counter() - started, best_weights, batch_size, encoder_batch_norm, notes)
+
+
+def _stacked_tensor(arrays: Sequence[np.ndarray]) -> tf.Tensor:
+    """(U, N, D) float32 tensor of the distinct datasets, with one copy made (not numpy's and TF's)."""
+    if len(arrays) == 1:
+        return tf.convert_to_tensor(np.asarray(arrays[0], dtype=np.float32)[None])
+    return tf.stack([tf.convert_to_tensor(np.asarray(a, dtype=np.float32)) for a in arrays])
 
 
 def decode_prior(result: StackResult, index: int, n: int, seed: int) -> np.ndarray:
