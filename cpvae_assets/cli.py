@@ -23,6 +23,7 @@ DEMO_RUN_CONFIG = {
     "trained_models": {"config": {"epochs": 20, "patience": 6, "n_seeds": 2}},
 }
 ON_DEMAND = {"leave_moa_out": ("demo_cp_level5", "beta")}
+AFTER_MODELS = ("report",)
 MODEL_SUMMARY_SQL = """
 SELECT dataset, model_type,
        min(val_loss) FILTER (WHERE role = 'real') AS val_loss_real,
@@ -73,7 +74,11 @@ def materialise(datasets: list[str], lake: Path, model_types: tuple[str, ...] | 
     import dagster as dg
 
     from cpvae_assets.definitions import defs
-    from cpvae_assets.partitions import MODEL_TYPES, dataset_model_partitions, dataset_partitions
+    from cpvae_assets.partitions import (
+        MODEL_TYPES,
+        dataset_model_partitions,
+        dataset_partitions,
+    )
 
     os.environ["CPVAE_LAKE"] = str(lake)
     instance = dg.DagsterInstance.get()
@@ -81,7 +86,9 @@ def materialise(datasets: list[str], lake: Path, model_types: tuple[str, ...] | 
     instance.add_dynamic_partitions(dataset_partitions.name, [d for d in datasets if d not in known])
     graph = defs.resolve_asset_graph()
     assets = list(defs.assets or [])
-    per_dataset = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == dataset_partitions]
+    # per-dataset assets that summarise the model partitions run after them
+    last = {dg.AssetKey(name) for name in AFTER_MODELS}
+    per_dataset = [k for k in graph.get_all_asset_keys() if graph.get(k).partitions_def == dataset_partitions and k not in last]
     # retrains a model per partition: the demo runs it once (ON_DEMAND), a user from the UI
     on_demand = {dg.AssetKey(name) for name in ON_DEMAND}
     per_model = [k for k in graph.get_all_asset_keys()
@@ -95,6 +102,7 @@ def materialise(datasets: list[str], lake: Path, model_types: tuple[str, ...] | 
         keys = [(dataset, per_dataset, None)]
         keys += [(dg.MultiPartitionKey({"dataset": dataset, "model_type": m}), per_model, {"ops": ops})
                  for m in (model_types or MODEL_TYPES) if per_model]
+        keys += [(dataset, sorted(last & set(graph.get_all_asset_keys())), None)]
         for key, selection, run_config in keys:
             result = dg.materialize(assets, selection=selection, partition_key=key, instance=instance,
                                     resources=defs.resources, run_config=run_config, raise_on_error=False,
@@ -187,6 +195,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cpvae_assets.registry import dataset_spec
+    from cpvae_assets.report import write_report
+
+    lake = lake_root(args.lake)
+    kind = dataset_spec(args.dataset, lake / "landing" / args.dataset).kind
+    target = Path(args.output or f"cpvae_report_{args.dataset}.html")
+    path = write_report(lake, args.dataset, kind, target, _provenance(lake, args.dataset), args.overwrite)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser)")
+    return 0
+
+
+def _provenance(lake: Path, dataset: str) -> dict[str, str]:
+    """The ingestion record of the Dagster instance the demo and the UI use, when there is one."""
+    home = Path(os.environ.get("DAGSTER_HOME") or lake / "dagster_home")
+    if not (home / "dagster.yaml").is_file():
+        return {"landing": f"no Dagster instance at {home}"}
+    import dagster as dg
+
+    from cpvae_assets.report.provenance import landing_provenance
+
+    os.environ["DAGSTER_HOME"] = str(home)
+    with dg.DagsterInstance.get() as instance:
+        return landing_provenance(instance, dataset)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cpvae_assets.export import export
+
+    for path in export(lake_root(args.lake), args.dataset, args.model_type, args.format, Path(args.output), args.overwrite):
+        print(f"wrote {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cpvae", description=__doc__)
     top.add_argument("--lake", default=None, help="data lake root (default: $CPVAE_LAKE or ./data_lake)")
@@ -209,6 +251,18 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--model-type", default="beta", choices=["vanilla", "beta", "mmd", "pca"])
     predict.add_argument("--top", type=int, default=5)
     predict.set_defaults(func=cmd_predict)
+    report = sub.add_parser("report", help="write one self-contained HTML report of a dataset")
+    report.add_argument("dataset")
+    report.add_argument("-o", "--output", default=None, help="HTML file (default: cpvae_report_<dataset>.html)")
+    report.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="write latent embeddings and LSA predictions as AnnData (.h5ad)")
+    export.add_argument("dataset")
+    export.add_argument("model_type", choices=["vanilla", "beta", "mmd", "pca"])
+    export.add_argument("--format", default="h5ad", choices=["h5ad"])
+    export.add_argument("-o", "--output", default=".", help="folder for the two files (default: here)")
+    export.add_argument("--overwrite", action="store_true", help="replace existing files")
+    export.set_defaults(func=cmd_export)
     return top
 
 

@@ -26,7 +26,8 @@ def embed(model: LatentModel, splits: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_anndata(embeddings: pd.DataFrame):
-    """The embeddings as AnnData: X = latent means, obs = profile metadata (for scanpy / pertpy)."""
+    """The embeddings as AnnData: X and obsm["X_latent"] = latent means, obs = profile metadata,
+    var = latent features (for scanpy / pertpy)."""
     import anndata
 
     z_cols = [c for c in embeddings.columns if c.startswith("z_")]
@@ -34,8 +35,9 @@ def to_anndata(embeddings: pd.DataFrame):
     # nullable pandas strings are written as plain object strings, readable by every anndata
     obs = obs.astype({c: object for c in obs.columns if pd.api.types.is_string_dtype(obs[c])})
     obs.index = obs.index.astype(str).astype(object)
-    return anndata.AnnData(X=embeddings[z_cols].to_numpy(np.float32), obs=obs,
-                           var=pd.DataFrame(index=pd.Index(z_cols, dtype=object)))
+    z = embeddings[z_cols].to_numpy(np.float32)
+    # scanpy's convention: embeddings live in obsm (X_pca, X_umap...); X holds them too, var names them
+    return anndata.AnnData(X=z, obs=obs, var=pd.DataFrame(index=pd.Index(z_cols, dtype=object)), obsm={"X_latent": z})
 
 
 def simulate(model: LatentModel, n: int, seed: int) -> np.ndarray:

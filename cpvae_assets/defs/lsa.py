@@ -10,13 +10,29 @@ from cpvae_assets.generation import latent_columns
 from cpvae_assets.ingest import feature_columns
 from cpvae_assets.io_manager import LakeTables
 from cpvae_assets.lake import read_table
-from cpvae_assets.lsa.arithmetic import Design, group_means, score, shuffled_null as run_null, zscores
+from cpvae_assets.lsa.arithmetic import Design, group_means, score, zscores
+from cpvae_assets.lsa.arithmetic import shuffled_null as run_null
 from cpvae_assets.lsa.moa_groups import moa_groups as group_profiles
-from cpvae_assets.lsa.summary import figure6, figure7, ground_truth_scores
+from cpvae_assets.lsa.summary import (
+    distinctness,
+    figure6,
+    figure7,
+    ground_truth_scores,
+    predictability_vs_distinctness,
+)
 from cpvae_assets.models.latent import load_model
-from cpvae_assets.partitions import dataset_model_partitions, dataset_partitions, partition_dimensions
+from cpvae_assets.partitions import (
+    dataset_model_partitions,
+    dataset_partitions,
+    partition_dimensions,
+)
 from cpvae_assets.paths import partition_dir
-from cpvae_assets.plots import figure6_plot, figure7_plot, markdown_image
+from cpvae_assets.plots import (
+    distinctness_plot,
+    figure6_plot,
+    figure7_plot,
+    markdown_image,
+)
 from cpvae_assets.resources import LakeResource
 
 EAGER = dg.AutomationCondition.eager()
@@ -46,7 +62,7 @@ def moa_groups(context: dg.AssetExecutionContext, normalised_splits: pd.DataFram
     if flagged:
         context.log.warning(f"groups with a single profile (kept, flagged): {flagged}")
     context.add_output_metadata({**result.excluded, "groups": len(result.groups),
-                                 "pairs_usable": int((result.groups["singles_present"] == True).sum()),  # noqa: E712
+                                 "pairs_usable": int((result.groups["singles_present"] == True).sum()),
                                  "single_profile_groups": len(flagged)})
     membership = pd.DataFrame({"profile_id": normalised_splits["profile_id"].values, "group": result.membership.values})
     return LakeTables(data=result.groups, membership=membership.dropna())
@@ -119,6 +135,7 @@ def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: LakeResourc
     feature_means.insert(0, "group", design.groups)
     predictions, distances, latent = score(design, z, x, model.decode, features)
     distances = distances.merge(seed_spread(lake, dataset, model_type, design, x, features), on=["method", "pair"], how="left")
+    distances["distinctness"] = distances["pair"].map(distinctness(feature_means, normalised_splits[features].mean()))
     predictions.insert(2, "expression", predictions["method"].map(dict(zip(distances["method"], distances["expression"]))))
     skipped = int((groups["kind"] == "pair").sum()) - len(design.pairs)
     yield dg.Output(LakeTables(data=latent_means, features=feature_means), output_name="moa_means",
@@ -169,8 +186,10 @@ def lsa_zscores(context: dg.AssetExecutionContext, lake: LakeResource, lsa_dista
 
 @dg.asset(group_name="lsa", kinds={"duckdb", "parquet"}, deps=["lsa_zscores"], automation_condition=EAGER)
 def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: LakeResource) -> LakeTables:
-    """Figure 6 (mean L2 per dataset x method, real vs shuffled labels, 0-1 within dataset) and
-    Figure 7 (Cell Painting vs L1000 z per A|B; view ``lsa_summary_cp_vs_l1000``) over every partition."""
+    """Figure 6 (mean L2 per dataset x method, real vs shuffled labels, 0-1 within dataset), Figure 7
+    (Cell Painting vs L1000 z per A|B; view ``lsa_summary_cp_vs_l1000``) and Supplementary Figure 8
+    (distinctness of each A|B vs its z-score; views ``lsa_summary_distinctness`` and
+    ``lsa_summary_distinctness_spearman``) over every partition."""
     import duckdb
 
     pattern = str(lake.path / "lsa_zscores" / "*" / "*" / "data.parquet")
@@ -182,8 +201,13 @@ def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: 
         metadata["figure7"] = dg.MetadataValue.md(markdown_image(
             figure7_plot(fig7, f"{config.model_type}: {config.cell_painting} vs {config.l1000}"), "Figure 7"))
         metadata["pairs_in_both"] = len(fig7)
+    pairs, spearman = predictability_vs_distinctness(zs)
+    if len(pairs):
+        metadata["supplementary_figure8"] = dg.MetadataValue.md(markdown_image(distinctness_plot(pairs, spearman),
+                                                                               "Supplementary Figure 8"))
+        metadata["spearman_distinctness_vs_z"] = dg.MetadataValue.md(spearman.round(3).to_markdown(index=False))
     context.add_output_metadata(metadata)
-    return LakeTables(data=fig6, cp_vs_l1000=fig7)
+    return LakeTables(data=fig6, cp_vs_l1000=fig7, distinctness=pairs, distinctness_spearman=spearman)
 
 
 class LeaveOutConfig(dg.Config):

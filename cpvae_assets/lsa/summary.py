@@ -57,3 +57,30 @@ def ground_truth_scores(zscores: pd.DataFrame, truth: pd.DataFrame, alpha: float
                                         "non_additive_called": float(g.loc[~g["additive"], "called"].mean()) if (~g["additive"]).any() else np.nan}),
                    include_groups=False)
             .reset_index())
+
+
+def distinctness(feature_means: pd.DataFrame, all_profiles_mean: pd.Series) -> pd.Series:
+    """L2 distance of each group's mean profile from the mean of all profiles: how distinct its
+    phenotype is (Supplementary Figure 8). Indexed by group."""
+    features = list(all_profiles_mean.index)
+    diff = feature_means.set_index("group")[features].to_numpy(np.float64) - all_profiles_mean.to_numpy(np.float64)
+    return pd.Series(np.linalg.norm(diff, axis=1), index=feature_means["group"].to_numpy(), name="distinctness")
+
+
+def predictability_vs_distinctness(zscores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per dataset x model type: each A|B's distinctness against its LSA z-score, and their Spearman
+    correlation (negative: distinct phenotypes are predicted better, as the paper found)."""
+    from scipy.stats import spearmanr
+
+    cols = ["dataset", "model_type", "pair", "distinctness", "z"]
+    if "distinctness" not in zscores.columns:
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=["dataset", "model_type", "pairs", "spearman_rho", "spearman_p"])
+    rows = zscores.loc[zscores["method"] == "lsa", cols].dropna(subset=["distinctness", "z"]).reset_index(drop=True)
+    stats_rows = []
+    for (dataset, model_type), part in rows.groupby(["dataset", "model_type"]):
+        ok = len(part) >= 3 and part["distinctness"].nunique() > 1 and part["z"].nunique() > 1
+        result = spearmanr(part["distinctness"], part["z"]) if ok else None
+        stats_rows.append({"dataset": dataset, "model_type": model_type, "pairs": len(part),
+                           "spearman_rho": float(result.statistic) if ok else np.nan,
+                           "spearman_p": float(result.pvalue) if ok else np.nan})
+    return rows, pd.DataFrame(stats_rows)

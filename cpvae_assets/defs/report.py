@@ -1,0 +1,32 @@
+"""``report``: the self-contained HTML report of one dataset (also ``cpvae report <dataset>``)."""
+
+import dagster as dg
+import pandas as pd
+
+from cpvae_assets.lake import atomic_path
+from cpvae_assets.partitions import dataset_partitions
+from cpvae_assets.paths import partition_dir
+from cpvae_assets.registry import dataset_spec
+from cpvae_assets.report import collect, render
+from cpvae_assets.report.provenance import landing_provenance
+from cpvae_assets.resources import LakeResource
+
+BY_DATASET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
+UPSTREAM = ("lsa_zscores", "feature_group_contributions", "latent_correlation", "generation_qc", "training_curves")
+
+
+@dg.asset(partitions_def=dataset_partitions, group_name="reporting", kinds={"html"},
+          deps=[dg.AssetDep(name, partition_mapping=BY_DATASET) for name in UPSTREAM] + ["moa_groups"],
+          automation_condition=dg.AutomationCondition.eager())
+def report(context: dg.AssetExecutionContext, lake: LakeResource) -> pd.DataFrame:
+    """``report.html`` beside this table: data summary, training, generation QC, latent interpretation,
+    LSA with baselines and provenance, figures inlined. The table lists every file the report read."""
+    dataset = context.partition_key
+    data = collect(lake.path, dataset, dataset_spec(dataset, lake.landing(dataset)).kind)
+    target = partition_dir(lake.path, "report", dataset) / "report.html"
+    text = render(data, {"report run": context.run_id, **landing_provenance(context.instance, dataset)})
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    context.add_output_metadata({"report": dg.MetadataValue.path(str(target)), "model_types": ", ".join(data.model_types),
+                                 "size_kb": round(len(text.encode()) / 1024, 1)})
+    return pd.DataFrame(data.files)

@@ -1,0 +1,1 @@
+"""What the latent features mean: traversal, CellProfiler feature groups, latent correlation."""

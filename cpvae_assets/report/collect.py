@@ -1,0 +1,91 @@
+"""Everything a dataset's report shows, read from the lake; a clear error for what is missing."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cpvae_assets.ingest import feature_columns
+from cpvae_assets.lake import column_names, read_metadata, read_table
+from cpvae_assets.partitions import MODEL_TYPES
+from cpvae_assets.paths import partition_dir
+
+PER_DATASET = ("normalised_splits", "moa_groups")
+# (asset, table) per model type; every one must exist for a model type that has a trained model
+PER_MODEL = (("trained_models", "data"), ("training_curves", "data"), ("generation_qc", "data"),
+             ("generation_qc", "umap"), ("latent_traversal", "top"), ("feature_group_contributions", "data"),
+             ("feature_group_contributions", "active"), ("latent_correlation", "data"),
+             ("latent_correlation", "summary"), ("lsa_zscores", "data"), ("lsa_zscores", "summary"))
+
+
+class MissingAssets(FileNotFoundError):
+    """The dataset (or one of its model types) has not been materialised far enough for a report."""
+
+
+@dataclass
+class ReportData:
+    dataset: str
+    kind: str
+    splits: pd.DataFrame  # metadata of every profile (no features)
+    n_features: int
+    groups: pd.DataFrame
+    model_types: list[str]
+    tables: dict[tuple[str, str, str], pd.DataFrame]  # (asset, table, model_type) -> frame
+    files: list[dict] = field(default_factory=list)  # provenance of every Parquet file read
+    incomplete: dict[str, list[str]] = field(default_factory=dict)  # model type -> assets not materialised
+
+    def table(self, asset: str, name: str, model_type: str) -> pd.DataFrame:
+        return self.tables[(asset, name, model_type)]
+
+    def stacked(self, asset: str, name: str = "data") -> pd.DataFrame:
+        """One table of every model type, with a ``model_type`` column first."""
+        frames = [self.table(asset, name, m).assign(model_type=m) for m in self.model_types]
+        frames = [f for f in frames if len(f)] or frames[:1]
+        stacked = pd.concat(frames, ignore_index=True)
+        return stacked[["model_type"] + [c for c in stacked.columns if c != "model_type"]]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read(path: Path, files: list[dict], asset: str, model_type: str | None, columns: list[str] | None = None):
+    meta = read_metadata(path)
+    files.append({"asset": asset, "model_type": model_type or "", "table": path.stem,
+                  "run_id": str(meta.get("run_id", "")), "sha256": _sha256(path),
+                  **{k: str(v) for k, v in meta.items() if k not in ("run_id", "asset")}})
+    return read_table(path, columns)
+
+
+def collect(lake: Path, dataset: str, kind: str) -> ReportData:
+    """Read the dataset's tables; raise ``MissingAssets`` naming every asset still to materialise."""
+    missing = [a for a in PER_DATASET if not (partition_dir(lake, a, dataset) / "data.parquet").is_file()]
+    incomplete: dict[str, list[str]] = {}
+    for m in MODEL_TYPES:
+        absent = [f"{a}_{n}" if n != "data" else a for a, n in PER_MODEL
+                  if not (partition_dir(lake, a, dataset, m) / f"{n}.parquet").is_file()]
+        if absent:
+            incomplete[m] = list(dict.fromkeys(absent))
+    model_types = [m for m in MODEL_TYPES if m not in incomplete]
+    if missing or not model_types:
+        needed = missing + [f"{a} ({m})" for m, absent in incomplete.items() for a in absent]
+        raise MissingAssets(f"{dataset}: cannot write a report, these assets are not materialised yet: "
+                            f"{', '.join(needed)} (make demo, or materialise them in the Dagster UI)")
+    files: list[dict] = []
+    splits_path = partition_dir(lake, "normalised_splits", dataset) / "data.parquet"
+    names = column_names(splits_path)
+    features = feature_columns(pd.DataFrame(columns=names))
+    splits = _read(splits_path, files, "normalised_splits", None, [c for c in names if c not in set(features)])
+    groups = _read(partition_dir(lake, "moa_groups", dataset) / "data.parquet", files, "moa_groups", None)
+    tables = {}
+    for m in model_types:
+        for asset, name in PER_MODEL:
+            tables[(asset, name, m)] = _read(partition_dir(lake, asset, dataset, m) / f"{name}.parquet", files, asset, m)
+    return ReportData(dataset, kind, splits, len(features), groups, model_types, tables, files, incomplete)

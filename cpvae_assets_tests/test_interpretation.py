@@ -1,0 +1,262 @@
+"""Interpretation science without Dagster or TensorFlow: traversal, feature groups, correlation,
+distinctness, plots and the AnnData export, on small synthetic frames and the real plate's names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cpvae_assets.interpretation.correlation import disentanglement, latent_correlation
+from cpvae_assets.interpretation.feature_groups import (
+    cluster_order,
+    clustered,
+    contribution_matrix,
+    group_contributions,
+    parse_feature_names,
+    unparsed,
+)
+from cpvae_assets.interpretation.traversal import (
+    TraversalError,
+    active_features,
+    latent_traversal,
+    top_features,
+)
+from cpvae_assets.models.latent import PcaModel
+
+from .conftest import REAL_CP
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def real_feature_names() -> list[str]:
+    header = pd.read_csv(REAL_CP, nrows=0).columns
+    return [c for c in header if not c.startswith("Metadata_")]
+
+
+def test_every_real_cellprofiler_name_parses() -> None:
+    names = real_feature_names()
+    parsed = parse_feature_names(names)
+    assert len(names) == 454
+    assert set(parsed["feature"]) == set(names) and unparsed(parsed) == []
+    assert set(parsed["compartment"]) == {"Cells", "Cytoplasm", "Nuclei"}
+    assert set(parsed["channel"]) == {"DNA", "RNA", "ER", "AGP", "Mito", "none"}
+    shape = parsed[parsed["feature_group"] == "AreaShape"]
+    assert (shape["channel"] == "none").all() and len(shape) == 72
+    # a correlation between two channels belongs to both
+    both = parsed[parsed["feature"] == "Cells_Correlation_Correlation_DNA_AGP"]
+    assert sorted(both["group"]) == ["Cells_AGP", "Cells_DNA"]
+    assert parsed.loc[parsed["feature"] == "Cells_Granularity_2_AGP", "group"].tolist() == ["Cells_AGP"]
+
+
+@pytest.mark.parametrize("name", ["Image_Count_Cells", "Cells", "PC1", "Cells_Unknown_Thing_DNA", "gene_1234", ""])
+def test_names_off_the_pattern_are_listed_as_other(name: str) -> None:
+    parsed = parse_feature_names(["Cells_AreaShape_Area", name])
+    assert unparsed(parsed) == [name]
+    assert parsed.loc[parsed["feature"] == name, "group"].tolist() == ["other"]
+
+
+def test_orig_channel_prefix() -> None:
+    parsed = parse_feature_names(["Nuclei_Intensity_MeanIntensity_OrigMito"])
+    assert parsed["group"].tolist() == ["Nuclei_Mito"]
+
+
+def _pca(n_features: int = 12, k: int = 3, seed: int = 0) -> tuple[PcaModel, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(200, k)) @ rng.normal(size=(k, n_features)) + 0.05 * rng.normal(size=(200, n_features))
+    return PcaModel.fit(x.astype(np.float32), k, seed), x
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 3.0])
+def test_pca_traversal_is_twice_the_scaled_component(magnitude: float) -> None:
+    model, _ = _pca()
+    features = [f"f{i}" for i in range(12)]
+    table = latent_traversal(model, features, magnitude)
+    assert len(table) == 3 * 12 and list(table["latent_feature"].unique()) == ["z_0", "z_1", "z_2"]
+    sd = np.sqrt(model.pca.explained_variance_)
+    for i in range(3):
+        got = table.loc[table["latent_feature"] == f"z_{i}", "difference"].to_numpy()
+        np.testing.assert_allclose(got, 2 * magnitude * sd[i] * model.pca.components_[i], rtol=1e-4, atol=1e-5)
+    ranks = table[table["latent_feature"] == "z_0"].sort_values("rank")
+    assert ranks["abs_difference"].is_monotonic_decreasing and ranks["rank"].tolist() == list(range(1, 13))
+    assert (top_features(table, 2).groupby("latent_feature").size() == 2).all()
+
+
+class _Decoder:
+    """A linear decoder; NaN at one latent feature's traversal points when asked."""
+
+    def __init__(self, weights: np.ndarray, nan_at: int | None = None):
+        self.weights, self.nan_at, self.latent_dim = weights, nan_at, weights.shape[0]
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        out = z @ self.weights
+        if self.nan_at is not None:
+            out[z[:, self.nan_at] != 0] = np.nan
+        return out
+
+
+def test_nan_decoder_names_the_latent_feature() -> None:
+    with pytest.raises(TraversalError, match=r"z_1: the decoder returns NaN"):
+        latent_traversal(_Decoder(np.ones((3, 4)), nan_at=1), ["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="magnitude must be positive"):
+        latent_traversal(_Decoder(np.ones((3, 4))), ["a", "b", "c", "d"], 0)
+    with pytest.raises(ValueError, match="returns 4 features, expected 3"):
+        latent_traversal(_Decoder(np.ones((3, 4))), ["a", "b", "c"])
+
+
+def test_a_latent_feature_the_decoder_ignores_is_inactive() -> None:
+    weights = np.array([[0.1, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.001, 0.0]])
+    active = active_features(latent_traversal(_Decoder(weights), ["a", "b", "c"]), threshold=0.05)
+    assert active["active"].tolist() == [True, False, False]
+    assert active.loc[0, "top_feature"] == "a" and active["threshold"].eq(0.05).all()
+    np.testing.assert_allclose(active["max_abs"], [0.6, 0.0, 0.006])
+    with pytest.raises(ValueError, match="threshold"):
+        active_features(latent_traversal(_Decoder(weights), ["a", "b", "c"]), -1)
+
+
+def test_group_shares_sum_to_one_and_follow_the_decoder() -> None:
+    names = ["Cells_AreaShape_Area", "Nuclei_Intensity_MeanIntensity_DNA", "Nuclei_Texture_Contrast_DNA_3_0",
+             "Cytoplasm_Correlation_Correlation_ER_Mito"]
+    # z_0 moves only the nuclear DNA features, z_1 only the correlation feature
+    weights = np.array([[0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    traversal = latent_traversal(_Decoder(weights), names)
+    shares = group_contributions(traversal, parse_feature_names(names))
+    assert np.allclose(shares.groupby("latent_feature")["share"].sum(), 1.0)
+    z0 = shares[shares["latent_feature"] == "z_0"].set_index("group")["share"]
+    assert z0["Nuclei_DNA"] == pytest.approx(1.0) and z0.drop("Nuclei_DNA").eq(0).all()
+    z1 = shares[shares["latent_feature"] == "z_1"].set_index("group")["share"]
+    assert z1["Cytoplasm_ER"] == pytest.approx(0.5) and z1["Cytoplasm_Mito"] == pytest.approx(0.5)
+    by_group = group_contributions(traversal, parse_feature_names(names), "feature_group")
+    assert set(by_group["group"]) == {"AreaShape", "Intensity", "Texture", "Correlation"}
+    with pytest.raises(ValueError, match="by must be"):
+        group_contributions(traversal, parse_feature_names(names), "plate")  # type: ignore[arg-type]
+    matrix = contribution_matrix(shares)
+    assert list(matrix.columns) == ["z_0", "z_1"]
+    rows, cols = cluster_order(matrix)
+    assert rows is not None and cols is not None
+    ordered = clustered(matrix)
+    assert sorted(ordered.index) == sorted(matrix.index) and sorted(ordered.columns) == sorted(matrix.columns)
+
+
+def test_latent_correlation() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=5000)
+    z = pd.DataFrame({"profile_id": range(5000), "z_0": a, "z_1": rng.normal(size=5000), "z_2": -a, "z_3": 1.0})
+    table = latent_correlation(z)
+    r = table.set_index(["latent_i", "latent_j"])["r"]
+    assert r[("z_0", "z_2")] == pytest.approx(-1.0) and abs(r[("z_0", "z_1")]) < 0.05
+    summary = disentanglement(table)
+    assert summary["collapsed_latent_features"] == 1 and summary["latent_features"] == 4
+    # off-diagonal pairs with a defined r: (0,1), (0,2), (1,2) each twice
+    assert summary["mean_abs_correlation"] == pytest.approx((1 + abs(r[("z_0", "z_1")]) + abs(r[("z_1", "z_2")])) / 3)
+    assert summary["max_abs_correlation"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no latent columns"):
+        latent_correlation(pd.DataFrame({"a": [1, 2, 3]}))
+    with pytest.raises(ValueError, match="too few"):
+        latent_correlation(z.head(2))
+
+
+def test_distinctness_and_its_spearman() -> None:
+    from cpvae_assets.lsa.summary import distinctness, predictability_vs_distinctness
+
+    means = pd.DataFrame({"group": ["A|B", "C|D", "DMSO"], "f0": [3.0, 0.0, 0.0], "f1": [4.0, 1.0, 0.0]})
+    d = distinctness(means, pd.Series({"f0": 0.0, "f1": 0.0}))
+    assert d.to_dict() == {"A|B": 5.0, "C|D": 1.0, "DMSO": 0.0}
+    pairs = [f"p{i}" for i in range(6)]
+    zs = pd.DataFrame({"dataset": "d", "model_type": "beta", "pair": pairs * 2, "method": ["lsa"] * 6 + ["best_single"] * 6,
+                       "distinctness": list(range(6)) * 2, "z": [5, 4, 3, 2, 1, 0] + [0] * 6})
+    rows, stats = predictability_vs_distinctness(zs)
+    assert len(rows) == 6 and stats.loc[0, "spearman_rho"] == pytest.approx(-1.0) and stats.loc[0, "pairs"] == 6
+    empty_rows, empty_stats = predictability_vs_distinctness(zs.drop(columns="distinctness"))
+    assert empty_rows.empty and empty_stats.empty
+
+
+def test_every_plot_is_a_png() -> None:
+    from cpvae_assets import plots
+
+    model, _ = _pca(n_features=6)
+    names = ["Cells_AreaShape_Area", "Cells_Intensity_MeanIntensity_DNA", "Nuclei_Intensity_MeanIntensity_RNA",
+             "Nuclei_Texture_Contrast_ER_3_0", "Cytoplasm_Granularity_2_Mito", "Cytoplasm_Correlation_K_AGP_DNA"]
+    traversal = latent_traversal(model, names)
+    active = active_features(traversal, 0.05)
+    matrix = contribution_matrix(group_contributions(traversal, parse_feature_names(names)))
+    rows, cols = cluster_order(matrix)
+    from cpvae_assets.interpretation.correlation import correlation_matrix
+
+    rng = np.random.default_rng(1)
+    corr = correlation_matrix(latent_correlation(pd.DataFrame(rng.normal(size=(50, 3)), columns=["z_0", "z_1", "z_2"])))
+    pngs = [plots.feature_group_heatmap(matrix, rows, cols, "t"), plots.active_features_plot(active, 0.05, "pca", "t"),
+            plots.correlation_heatmap(corr, "t"), plots.traversal_plot(top_features(traversal, 3), "t")]
+    assert all(p.startswith(PNG) and len(p) > 2000 for p in pngs)
+    assert plots.colour("beta_lsa") == plots.colour("beta") == plots.MODEL_COLOURS["beta"]
+
+
+# ------------------------------------------------------------------------------------------ export
+
+
+def _write_lsa_lake(lake: Path, dataset: str = "toy", model_type: str = "pca") -> dict[str, pd.DataFrame]:
+    from cpvae_assets.lake import write_table
+    from cpvae_assets.paths import partition_dir
+
+    rng = np.random.default_rng(0)
+    features = ["Cells_AreaShape_Area", "Nuclei_Intensity_MeanIntensity_DNA"]
+    embeddings = pd.DataFrame({"profile_id": [f"p{i}" for i in range(6)], "compound": list("aabbcc"),
+                               "moa": ["A", "A", "B", "B", "A|B", "A|B"], "split": ["train"] * 6,
+                               "z_0": rng.normal(size=6), "z_1": rng.normal(size=6)})
+    pairs = ["A|B"] * 2
+    predictions = pd.DataFrame({"pair": pairs, "method": ["lsa", "mean_of_singles"], "expression": ["x", "y"],
+                                features[0]: [0.1, 0.2], features[1]: [0.3, 0.4]})
+    means = pd.DataFrame({"group": ["A", "B", "A|B"], "profiles": [2, 2, 2], features[0]: [0.0, 0.5, 0.9],
+                          features[1]: [1.0, 0.5, 0.7]})
+    zscores = pd.DataFrame({"pair": pairs, "method": ["lsa", "mean_of_singles"], "l2": [1.0, 2.0], "z": [-3.0, 1.0],
+                            "q": [0.01, 0.9]})
+    tables = {("latent_embeddings", "data"): embeddings, ("lsa_predictions", "data"): predictions,
+              ("moa_means", "features"): means, ("lsa_zscores", "data"): zscores}
+    for (asset, name), frame in tables.items():
+        write_table(frame, partition_dir(lake, asset, dataset, model_type) / f"{name}.parquet")
+    return {"embeddings": embeddings, "predictions": predictions, "means": means}
+
+
+def test_export_h5ad_round_trip_and_refuses_to_overwrite(lake: Path, tmp_path: Path) -> None:
+    import anndata
+
+    from cpvae_assets.cli import main
+    from cpvae_assets.export import export
+
+    frames = _write_lsa_lake(lake)
+    out = tmp_path / "out"
+    assert main(["--lake", str(lake), "export", "toy", "pca", "--format", "h5ad", "-o", str(out)]) == 0
+    emb = anndata.read_h5ad(out / "toy_pca_embeddings.h5ad")
+    np.testing.assert_allclose(emb.obsm["X_latent"], frames["embeddings"][["z_0", "z_1"]].to_numpy(np.float32))
+    assert list(emb.var_names) == ["z_0", "z_1"] and list(emb.obs_names) == [f"p{i}" for i in range(6)]
+    assert emb.obs["moa"].tolist() == frames["embeddings"]["moa"].tolist() and emb.uns["cpvae"]["model_type"] == "pca"
+    lsa = anndata.read_h5ad(out / "toy_pca_lsa_predictions.h5ad")
+    assert lsa.obs["kind"].tolist() == ["predicted", "predicted", "real"]
+    assert lsa.obs["method"].tolist() == ["lsa", "mean_of_singles", "observed"]
+    np.testing.assert_allclose(lsa.X, [[0.1, 0.3], [0.2, 0.4], [0.9, 0.7]], rtol=1e-6)
+    assert lsa.obs["z"].iloc[0] == -3.0 and np.isnan(lsa.obs["z"].iloc[2])
+
+    before = (out / "toy_pca_embeddings.h5ad").read_bytes()
+    with pytest.raises(FileExistsError, match="toy_pca_lsa_predictions.h5ad: already exists; pass --overwrite"):
+        export(lake, "toy", "pca", "h5ad", out)
+    assert (out / "toy_pca_embeddings.h5ad").read_bytes() == before
+    assert main(["--lake", str(lake), "export", "toy", "pca", "-o", str(out), "--overwrite"]) == 0
+    with pytest.raises(ValueError, match="unknown export format 'csv'"):
+        export(lake, "toy", "pca", "csv", out)
+    with pytest.raises(FileNotFoundError, match="toy / beta: not materialised yet"):
+        export(lake, "toy", "beta", "h5ad", tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+def test_report_of_an_unmaterialised_dataset_names_what_is_missing(lake: Path, tmp_path: Path, capsys) -> None:
+    from cpvae_assets.cli import main
+
+    _write_lsa_lake(lake, dataset="demo_cp_level5")
+    target = tmp_path / "r.html"
+    assert main(["--lake", str(lake), "report", "demo_cp_level5", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "demo_cp_level5: cannot write a report, these assets are not materialised yet" in err
+    assert "normalised_splits" in err and "trained_models (vanilla)" in err and "lsa_zscores_summary (pca)" in err
+    assert not target.exists() and not list(tmp_path.glob(".r.html*"))
