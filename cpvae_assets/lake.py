@@ -4,12 +4,19 @@ Writers never touch a file a reader may have open: a table is written to a hidde
 its partition folder and renamed over the old one, and the catalog (views over globs) is rebuilt into
 a new file that is renamed over the old catalog. Readers therefore see the old or the new state,
 never a half-written one, and no process holds a DuckDB write lock while runs go on.
+
+The lake root may also be a URL on an fsspec filesystem (``s3://``, ``gs://``, ``memory://``; see
+``cpvae_assets.paths.lake_root``): paths are then ``UPath``s, writers still get a local temporary
+file, which is uploaded to a hidden temporary key and moved onto the target (a single PUT or copy:
+atomic on object stores), and readers read through fsspec. The DuckDB catalog is local only: on
+object storage, query the Parquet files with DuckDB's httpfs (``read_parquet('s3://...')``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +40,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     The temporary name is hidden (leading dot: no glob or loader picks it up) and keeps the target's
     suffix, for writers that insist on one (Keras ``.keras``, AnnData ``.h5ad``).
     """
+    if is_remote(target):
+        with _remote_atomic_path(target) as local:
+            yield local
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}{target.suffix}")
     try:
@@ -59,16 +70,19 @@ def write_table(
 
 
 def read_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    if is_remote(path):
+        return pq.read_table(path.path, columns=columns, filesystem=path.fs).to_pandas()
     return pq.read_table(path, columns=columns).to_pandas()
 
 
 def read_metadata(path: Path) -> dict[str, object]:
-    raw = (pq.read_schema(path).metadata or {}).get(b"cpvae")
+    schema = pq.read_schema(path.path, filesystem=path.fs) if is_remote(path) else pq.read_schema(path)
+    raw = (schema.metadata or {}).get(b"cpvae")
     return json.loads(raw) if raw else {}
 
 
 def column_names(path: Path) -> list[str]:
-    return list(pq.read_schema(path).names)
+    return list((pq.read_schema(path.path, filesystem=path.fs) if is_remote(path) else pq.read_schema(path)).names)
 
 
 def discover_tables(lake: Path) -> dict[str, str]:
@@ -89,10 +103,13 @@ def discover_tables(lake: Path) -> dict[str, str]:
     return views
 
 
-def rebuild_catalog(lake: Path) -> Path:
-    """Build a new catalog file with one view per table and rename it over the old one."""
+def rebuild_catalog(lake: Path) -> Path | None:
+    """Build a new catalog file with one view per table and rename it over the old one (a local lake
+    only: None for a lake on object storage, which DuckDB's httpfs queries directly)."""
     import duckdb
 
+    if is_remote(lake):
+        return None
     target = catalog_path(lake)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
@@ -113,3 +130,45 @@ def rebuild_catalog(lake: Path) -> Path:
         tmp.unlink(missing_ok=True)
         Path(f"{tmp}.wal").unlink(missing_ok=True)
     return target
+
+
+# ------------------------------------------------------------------ a lake root on an fsspec filesystem
+
+
+def is_remote(path: object) -> bool:
+    """True for a path on a non-local fsspec filesystem (a ``UPath`` with an ``s3``, ``gs``,
+    ``memory``... protocol); plain ``pathlib`` paths and ``file://`` are local."""
+    from upath import UPath
+
+    return isinstance(path, UPath) and path.protocol not in ("", "file", "local")
+
+
+def replace(source: Path, target: Path) -> None:
+    """``os.replace`` for local paths; on an fsspec filesystem a move (copy + delete on object
+    stores, where the copy makes the target appear whole)."""
+    if is_remote(target):
+        target.fs.mv(source.path, target.path)
+    else:
+        os.replace(source, target)
+
+
+@contextmanager
+def _remote_atomic_path(target: Path) -> Iterator[Path]:
+    """A local temporary file for the writer; on success uploaded to a hidden key beside ``target``
+    and moved onto it. A failed block or upload leaves ``target`` as it was and no temporary key."""
+    fs = target.fs
+    handle, name = tempfile.mkstemp(prefix=".cpvae-", suffix=target.suffix)
+    os.close(handle)
+    local = Path(name)
+    try:
+        yield local
+        fs.makedirs(target.parent.path, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}{target.suffix}")
+        try:
+            fs.put_file(str(local), tmp.path)
+            fs.mv(tmp.path, target.path)
+        finally:
+            if fs.exists(tmp.path):
+                fs.rm_file(tmp.path)
+    finally:
+        local.unlink(missing_ok=True)

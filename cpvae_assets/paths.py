@@ -12,6 +12,7 @@ from pathlib import Path
 
 LAKE_ENV = "CPVAE_LAKE"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 class UnsafePathError(ValueError):
@@ -23,9 +24,19 @@ def project_root() -> Path:
 
 
 def lake_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The lake root: explicit argument, else ``$CPVAE_LAKE``, else ``<repo>/data_lake``."""
+    """The lake root: explicit argument, else ``$CPVAE_LAKE``, else ``<repo>/data_lake``.
+
+    A URL (``s3://bucket/lake``, ``gs://...``, ``memory://...``) gives a ``UPath`` on that fsspec
+    filesystem (the storage layer in ``cpvae_assets.lake`` handles it); ``file://`` and plain paths
+    give a resolved local ``Path``."""
     if root is None:
         root = os.environ.get(LAKE_ENV) or project_root() / "data_lake"
+    if isinstance(root, str) and _URL.match(root):
+        if not root.startswith("file://"):
+            from upath import UPath
+
+            return UPath(root)
+        root = root.removeprefix("file://")
     return Path(root).expanduser().resolve()
 
 

@@ -1,0 +1,130 @@
+"""The storage layer on a non-local fsspec filesystem (``memory://``): no code in it assumes a local
+disk. Partition paths, atomic writes (temporary key, then move), reads, metadata, failures and the
+catalog; and the same Parquet bytes as a local lake."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from cpvae_assets import lake as storage
+from cpvae_assets.lake import (
+    atomic_path,
+    column_names,
+    read_metadata,
+    read_table,
+    rebuild_catalog,
+    write_table,
+)
+from cpvae_assets.paths import LAKE_ENV, UnsafePathError, lake_root, partition_dir
+
+
+@pytest.fixture
+def memory_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A lake root on fsspec's in-memory filesystem; the working directory is an empty folder, so a
+    path that fell back to the local disk (``memory:/...`` relative to it) would show up there."""
+    root = f"memory://cpvae-{uuid.uuid4().hex}/lake"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    yield lake_root(root)
+    assert list(cwd.iterdir()) == [], "the storage layer wrote to the local disk"
+    fs, bucket = fsspec.filesystem("memory"), "/" + root.removeprefix("memory://").split("/")[0]
+    if fs.exists(bucket):
+        fs.rm(bucket, recursive=True)
+
+
+def frame(n: int = 50, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"profile_id": [f"p{i}" for i in range(n)], "split": ["train"] * n,
+                         "f1": rng.random(n, dtype=np.float32), "f2": rng.random(n, dtype=np.float32)})
+
+
+def listing(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_lake_root_url_is_a_upath_on_that_filesystem(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    root = lake_root("memory://bucket/lake")
+    assert storage.is_remote(root) and root.protocol == "memory" and str(root) == "memory://bucket/lake"
+    monkeypatch.setenv(LAKE_ENV, "memory://bucket/other")
+    assert str(lake_root()) == "memory://bucket/other"
+    # local roots stay plain resolved paths, file:// included
+    assert lake_root(str(tmp_path)) == tmp_path.resolve() and type(lake_root(str(tmp_path))) is type(tmp_path)
+    assert lake_root(f"file://{tmp_path}") == tmp_path.resolve()
+    assert not storage.is_remote(lake_root(str(tmp_path)))
+
+
+def test_partition_paths_on_a_url(memory_lake) -> None:
+    path = partition_dir(memory_lake, "trained_models", "demo_cp_level5", "beta")
+    assert str(path) == f"{memory_lake}/trained_models/dataset=demo_cp_level5/model_type=beta"
+    with pytest.raises(UnsafePathError):
+        partition_dir(memory_lake, "trained_models", "../escape")
+
+
+def test_write_and_read_tables_through_fsspec(memory_lake) -> None:
+    folder = partition_dir(memory_lake, "normalised_splits", "ds")
+    expected = frame()
+    target = write_table(expected, folder / "data.parquet", {"run_id": "r1", "asset": "normalised_splits"})
+    assert target.exists() and listing(folder) == ["data.parquet"]  # no temporary key left
+    pd.testing.assert_frame_equal(read_table(target), expected)
+    pd.testing.assert_frame_equal(read_table(target, columns=["profile_id", "f2"]), expected[["profile_id", "f2"]])
+    assert read_metadata(target) == {"run_id": "r1", "asset": "normalised_splits"}
+    assert column_names(target) == list(expected.columns)
+    # overwrite: the new version replaces the old one whole
+    write_table(frame(seed=1), target)
+    pd.testing.assert_frame_equal(read_table(target), frame(seed=1))
+    assert listing(folder) == ["data.parquet"]
+
+
+def test_failed_write_leaves_the_old_table_and_no_temporary_key(memory_lake) -> None:
+    target = partition_dir(memory_lake, "raw_profiles", "ds") / "data.parquet"
+    write_table(frame(), target)
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError, match="writer failed"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a parquet file")
+        raise RuntimeError("writer failed")
+    assert target.read_bytes() == before and listing(target.parent) == ["data.parquet"]
+    assert not tmp.exists()  # the local temporary file is gone too
+
+
+def test_atomic_path_gives_writers_a_local_file_with_the_suffix(memory_lake) -> None:
+    """Keras, AnnData and numpy writers need a real file name ending in their suffix."""
+    target = memory_lake / "trained_models" / "dataset=ds" / "model_type=pca" / "pca.npz"
+    with atomic_path(target) as tmp:
+        assert isinstance(tmp, Path) and tmp.suffix == ".npz" and not storage.is_remote(tmp)
+        with open(tmp, "wb") as handle:
+            np.savez(handle, components=np.eye(3))
+    with target.open("rb") as handle, np.load(handle) as data:
+        np.testing.assert_array_equal(data["components"], np.eye(3))
+
+
+def test_replace_moves_a_staged_file_into_place(memory_lake) -> None:
+    folder = memory_lake / "moa_means" / "dataset=ds"
+    staged = write_table(frame(), folder / ".staged-x-data.parquet")
+    storage.replace(staged, folder / "data.parquet")
+    assert listing(folder) == ["data.parquet"]
+    pd.testing.assert_frame_equal(read_table(folder / "data.parquet"), frame())
+
+
+def test_same_bytes_as_a_local_lake(memory_lake, lake: Path) -> None:
+    metadata = {"asset": "raw_profiles", "partition": "ds"}
+    local = write_table(frame(), partition_dir(lake, "raw_profiles", "ds") / "data.parquet", metadata)
+    remote = write_table(frame(), partition_dir(memory_lake, "raw_profiles", "ds") / "data.parquet", metadata)
+    assert remote.read_bytes() == local.read_bytes()
+
+
+def test_catalog_is_local_only(memory_lake, lake: Path) -> None:
+    write_table(frame(), partition_dir(memory_lake, "raw_profiles", "ds") / "data.parquet")
+    assert rebuild_catalog(memory_lake) is None
+    assert storage.discover_tables(memory_lake) == {
+        "raw_profiles": f"{memory_lake / 'raw_profiles'}/*/data.parquet"}
+    # the local lake keeps its catalog
+    write_table(frame(), partition_dir(lake, "raw_profiles", "ds") / "data.parquet")
+    assert rebuild_catalog(lake) == lake / "cpvae.duckdb" and os.path.isfile(lake / "cpvae.duckdb")
