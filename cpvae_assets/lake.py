@@ -172,3 +172,19 @@ def _remote_atomic_path(target: Path) -> Iterator[Path]:
                 fs.rm_file(tmp.path)
     finally:
         local.unlink(missing_ok=True)
+
+
+@contextmanager
+def local_copy(path: Path) -> Iterator[Path]:
+    """``path`` itself when it is local; else a temporary local copy of it, removed afterwards (for
+    readers that need a file name: ``keras.models.load_model``, ``np.load``, h5py)."""
+    if not is_remote(path):
+        yield path
+        return
+    handle, name = tempfile.mkstemp(prefix=".cpvae-", suffix=path.suffix)
+    os.close(handle)
+    try:
+        path.fs.get_file(path.path, name)
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)

@@ -128,3 +128,15 @@ def test_catalog_is_local_only(memory_lake, lake: Path) -> None:
     # the local lake keeps its catalog
     write_table(frame(), partition_dir(lake, "raw_profiles", "ds") / "data.parquet")
     assert rebuild_catalog(lake) == lake / "cpvae.duckdb" and os.path.isfile(lake / "cpvae.duckdb")
+
+
+def test_local_copy_for_readers_that_need_a_file_name(memory_lake, lake: Path) -> None:
+    target = write_table(frame(), partition_dir(memory_lake, "raw_profiles", "ds") / "data.parquet")
+    with storage.local_copy(target) as local:
+        assert isinstance(local, Path) and local.suffix == ".parquet"
+        pd.testing.assert_frame_equal(pd.read_parquet(local), frame())
+    assert not local.exists()
+    on_disk = write_table(frame(), partition_dir(lake, "raw_profiles", "ds") / "data.parquet")
+    with storage.local_copy(on_disk) as same:
+        assert same == on_disk
+    assert on_disk.exists()
