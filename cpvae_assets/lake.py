@@ -50,9 +50,26 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        _test_pause(target, tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+PAUSE_ENV, PAUSE_MARKER_ENV = "CPVAE_TEST_PAUSE_BEFORE_RENAME", "CPVAE_TEST_PAUSE_MARKER"
+
+
+def _test_pause(target: Path, tmp: Path) -> None:
+    """Test hook: the crash tests SIGKILL a writer at this point, deterministically. When
+    ``$CPVAE_TEST_PAUSE_BEFORE_RENAME`` is a substring of ``target``, write the temporary file's
+    path to ``$CPVAE_TEST_PAUSE_MARKER`` and sleep (at most 5 min) before the rename."""
+    pattern = os.environ.get(PAUSE_ENV)
+    if not pattern or pattern not in str(target):
+        return
+    import time
+
+    Path(os.environ[PAUSE_MARKER_ENV]).write_text(str(tmp))
+    time.sleep(300)
 
 
 def write_table(
