@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from cpvae_assets.paths import inside
-from cpvae_assets.readers import META_PREFIX, ProfileFileError, profile_format, read_profiles
+from cpvae_assets.readers import (
+    META_PREFIX,
+    ProfileFileError,
+    profile_format,
+    read_profiles,
+)
 from cpvae_assets.registry import DatasetSpec
 
 CANONICAL = ["profile_id", "compound", "moa", "dose", "stratum", "is_control", "source_file"]
@@ -24,6 +29,8 @@ CANONICAL = ["profile_id", "compound", "moa", "dose", "stratum", "is_control", "
 DERIVED = ["split"]
 CONTROL_MOA = "DMSO"
 MISSING_CODES = ("-666", "-666.0", "na", "NA", "nan", "")
+# the longest MOA annotation of the Repurposing Hub has 170 characters; far longer is a pasted note
+MAX_MOA_CHARS = 300
 
 
 class IngestError(ValueError):
@@ -76,6 +83,9 @@ def _numeric_features(path: Path, frame: pd.DataFrame, features: list[str]) -> p
                 path, f"feature column {column!r} has non-numeric values (e.g. {example!r}); "
                 f"{int(bad.any().sum())} column(s) affected"
             )
+        if profile_format(path) == "parquet":  # a typed format: numbers stored as text mean a broken export
+            raise ProfileFileError(path, f"{len(text)} feature column(s) are stored as text, not numbers "
+                                   f"(e.g. {text[0]!r}); write the features as numbers")
         values = values.assign(**{c: converted[c] for c in text})
     return values.astype(np.float64)
 
@@ -95,6 +105,13 @@ def _standardise(
     features = feature_columns(frame)
     if not features:
         raise ProfileFileError(path, "no feature columns (every column is metadata)")
+    repeated = frame.duplicated(keep="first")
+    if repeated.any():
+        ids = frame["Metadata_sample_id"] if "Metadata_sample_id" in frame.columns else pd.Series(
+            [f"{path.name}:{i}" for i in range(len(frame))], index=frame.index)
+        shown = ", ".join(ids[repeated].astype(str).head(5))
+        raise ProfileFileError(path, f"{int(repeated.sum())} duplicated profile row(s), identical to an earlier "
+                               f"row in metadata and features: {shown}; remove the repeats")
     values = _numeric_features(path, frame, features)
     if np.isinf(values.to_numpy()).any():
         column = values.columns[np.isinf(values.to_numpy()).any(axis=0)][0]
@@ -146,7 +163,12 @@ def canonical_metadata(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series
     moa = moa.mask(is_control, CONTROL_MOA)
     compound = frame[spec.compound].astype("string").str.strip().replace("", pd.NA)
     compound = compound.mask(is_control & compound.isna(), CONTROL_MOA)
-    dose = pd.to_numeric(frame[spec.dose].astype("string").replace(list(MISSING_CODES), pd.NA), errors="coerce")
+    dose_text = frame[spec.dose].astype("string").str.strip().replace(list(MISSING_CODES), pd.NA)
+    dose = pd.to_numeric(dose_text, errors="coerce")
+    _refuse(dose.isna() & dose_text.notna(), source, frame[spec.dose],
+            f"dose column {spec.dose!r} has non-numeric values")
+    _refuse(moa.str.len().fillna(0) > MAX_MOA_CHARS, source, compound,
+            f"MOA annotation longer than {MAX_MOA_CHARS} characters (a pasted note?)", "for compound")
     dose = dose.mask(is_control, 0.0).astype("float64")
     if "Metadata_sample_id" in frame.columns:
         profile_id = frame["Metadata_sample_id"].astype(str)
@@ -161,6 +183,15 @@ def canonical_metadata(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series
         "is_control": is_control.values,
         "source_file": source.values,
     })
+
+
+def _refuse(bad: pd.Series, source: pd.Series, shown: pd.Series, problem: str, label: str = "e.g.") -> None:
+    """Raise naming the file of the first row flagged in ``bad`` and its value."""
+    bad = bad.fillna(False).to_numpy(bool)
+    if bad.any():
+        first = int(bad.argmax())
+        raise ProfileFileError(source.iloc[first], f"{problem} ({label} {str(shown.iloc[first])[:60]!r}; "
+                               f"{int(bad.sum())} row(s))")
 
 
 def ingest_dataset(landing: Path, spec: DatasetSpec) -> Ingested:

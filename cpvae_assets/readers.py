@@ -24,9 +24,23 @@ class ProfileFileError(ValueError):
     """A profile file that cannot be read as profiles; the message names the file."""
 
     def __init__(self, path: Path | str, problem: str):
+        problem = " ".join(str(problem).split())  # one line: it is the first line the UI shows
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem
+
+
+# what a file that is not delimited text really is, by its first bytes
+_MAGIC = (
+    (b"\xff\xfe", "is UTF-16 text; save it as UTF-8 (e.g. 'CSV UTF-8' in Excel)"),
+    (b"\xfe\xff", "is UTF-16 text; save it as UTF-8 (e.g. 'CSV UTF-8' in Excel)"),
+    (b"PK\x03\x04", "is a ZIP or Excel (.xlsx) file, not text; export it as CSV"),
+    (b"\xd0\xcf\x11\xe0", "is an Excel (.xls) file, not text; export it as CSV"),
+    (b"PAR1", "is a Parquet file; name it .parquet"),
+    (b"\x89HDF", "is an HDF5 (GCTX?) file; name it .gctx"),
+    (b"\x1f\x8b", "is gzip-compressed; name it .csv.gz (or .tsv.gz, .gct.gz)"),
+)
+_DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 
 
 def profile_format(path: Path) -> str | None:
@@ -38,10 +52,24 @@ def profile_format(path: Path) -> str | None:
     return None
 
 
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _check_text(path: Path, nul: bool = True) -> None:
+    """Refuse, by its first bytes, a file that is not UTF-8 text (UTF-16, Excel, binary, ...)."""
+    with _open_binary(path) as handle:
+        head = handle.read(4096)
+    for magic, problem in _MAGIC:
+        if head.startswith(magic):
+            raise ProfileFileError(path, problem)
+    if nul and b"\x00" in head:
+        raise ProfileFileError(path, "is a binary file, not text (NUL bytes near the start)")
+
+
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+    # utf-8-sig: a byte-order mark (Excel's 'CSV UTF-8') is accepted and stripped
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig")
 
 
 def _check_duplicates(path: Path, names: list[str], what: str = "column") -> None:
@@ -51,14 +79,21 @@ def _check_duplicates(path: Path, names: list[str], what: str = "column") -> Non
 
 
 def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    _check_text(path)
     with _open_text(path) as handle:
-        header = next(csv.reader([handle.readline()], delimiter=sep), [])
+        line = handle.readline()
+    header = next(csv.reader([line], delimiter=sep), [])
     if not header or header == [""]:
         raise ProfileFileError(path, "no header line (empty file?)")
+    if len(header) == 1:
+        other = max((d for d in _DELIMITERS if d != sep), key=line.count)
+        if line.count(other):
+            raise ProfileFileError(path, f"the header is a single column; the file seems separated by "
+                                   f"{_DELIMITERS[other]}s ({other!r}), expected {_DELIMITERS[sep]}s ({sep!r})")
     _check_duplicates(path, header)
     meta = {c: str for c in header if c.startswith(META_PREFIX)}
-    frame = pd.read_csv(path, sep=sep, dtype=meta, keep_default_na=True, low_memory=False)
-    return frame
+    with _open_text(path) as handle:
+        return pd.read_csv(handle, sep=sep, dtype=meta, keep_default_na=True, low_memory=False)
 
 
 def _gct_cells(line: str) -> list[str]:
@@ -67,6 +102,7 @@ def _gct_cells(line: str) -> list[str]:
 
 def read_gct(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GCT 1.3 (and 1.2) text: genes are rows there; returned transposed, samples as rows."""
+    _check_text(path, nul=False)  # a GCT first line that is not "#1.3" is reported as such
     with _open_text(path) as handle:
         version = handle.readline().strip()
         if version not in ("#1.3", "#1.2"):
@@ -171,7 +207,10 @@ def read_profiles(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         raise ProfileFileError(path, f"truncated or corrupt compressed file ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
         raise ProfileFileError(path, "file has no rows or columns") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ProfileFileError(path, f"is not UTF-8 text (found byte {exc.object[exc.start:exc.start + 1]!r}); "
+                               "save it as UTF-8") from exc
+    except (pd.errors.ParserError, OSError) as exc:
         raise ProfileFileError(path, f"cannot be parsed ({type(exc).__name__}: {exc})") from exc
     except Exception as exc:  # pyarrow raises its own hierarchy for corrupt Parquet
         if type(exc).__module__.startswith("pyarrow"):

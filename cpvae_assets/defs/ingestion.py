@@ -1,18 +1,28 @@
-"""``raw_profiles``: the landing folder of one dataset, validated, as one table."""
+"""``raw_profiles``: the landing folder of one dataset, validated, as one table.
+
+A landing folder whose files cannot be ingested fails the run with one line naming the file and the
+problem, stores nothing, and tags the run ``cpvae/rejected=<content sha256>`` so the landing sensor
+does not request the same content again (it ingests the folder once its content changes).
+"""
 
 
 import dagster as dg
 import pandas as pd
 
-from cpvae_assets.ingest import feature_columns, ingest_dataset
+from cpvae_assets.ingest import IngestError, feature_columns, ingest_dataset
 from cpvae_assets.io_manager import LakeTables
 from cpvae_assets.lake import column_names
 from cpvae_assets.landing import fingerprint
 from cpvae_assets.partitions import dataset_partitions
-from cpvae_assets.paths import partition_dir
+from cpvae_assets.paths import UnsafePathError, partition_dir
 from cpvae_assets.quality import required_metadata
-from cpvae_assets.registry import dataset_spec
+from cpvae_assets.readers import ProfileFileError
+from cpvae_assets.registry import RegistryError, dataset_spec
 from cpvae_assets.resources import LakeResource
+
+REJECTED_TAG, REASON_TAG = "cpvae/rejected", "cpvae/rejection"
+# errors that depend only on the landing folder's content (and the registry): retrying cannot help
+BAD_INPUT = (ProfileFileError, IngestError, RegistryError, UnsafePathError)
 
 
 class IngestConfig(dg.Config):
@@ -34,25 +44,29 @@ class IngestConfig(dg.Config):
 def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource):
     """Profiles of one dataset from ``data_lake/landing/<dataset>/`` (CSV, CSV.gz, Parquet, GCT, GCTX)."""
     dataset = context.partition_key
-    landing = lake.landing(dataset)
-    spec = dataset_spec(dataset, landing)
-    result = ingest_dataset(landing, spec)
+    digest = None
+    try:
+        landing = lake.landing(dataset)
+        digest, files = fingerprint(landing)
+        spec = dataset_spec(dataset, landing)
+        result = ingest_dataset(landing, spec)
+    except BAD_INPUT as exc:
+        raise _rejected(context, digest, str(exc)) from exc
     for note in result.notes:
         context.log.warning(note)
     stored = partition_dir(lake.path, "raw_profiles", dataset) / "data.parquet"
     if stored.exists() and not config.allow_feature_change:
         old = feature_columns(pd.DataFrame(columns=column_names(stored)))
         if set(old) != set(result.features):
-            raise dg.Failure(
-                description=(
-                    f"{landing}: the new files have {len(result.features)} features, the stored dataset "
-                    f"{len(old)}, and they differ (e.g. new {sorted(set(result.features) - set(old))[:3]}, "
-                    f"gone {sorted(set(old) - set(result.features))[:3]}); the stored partition is kept. "
-                    "Re-run with config allow_feature_change=true to replace it."
-                )
+            raise _rejected(
+                context, digest,
+                f"{landing}: the new files have {len(result.features)} features, the stored dataset "
+                f"{len(old)}, and they differ (e.g. new {sorted(set(result.features) - set(old))[:3]}, "
+                f"gone {sorted(set(old) - set(result.features))[:3]}); the stored partition is kept. "
+                "Re-run with config allow_feature_change=true to replace it.",
             )
-    digest, _ = fingerprint(landing)
     tables = LakeTables(data=result.profiles)
+    tables.inputs = {f"landing/{dataset}/{name}": entry[2] for name, entry in files.items()}
     if result.feature_info is not None:
         tables["features"] = result.feature_info.astype(str)
     profiles = result.profiles
@@ -77,4 +91,12 @@ def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: 
         check_name="feature_count", passed=len(result.features) > 0,
         metadata={"feature_count": len(result.features), "dropped": len(result.dropped_features)},
     )
+
+
+def _rejected(context: dg.AssetExecutionContext, digest: str | None, message: str) -> dg.Failure:
+    """A one-line failure, and the run tagged with the rejected content's hash (read by the sensor)."""
+    line = " ".join(message.split())
+    if digest:
+        context.instance.add_run_tags(context.run_id, {REJECTED_TAG: digest, REASON_TAG: line[:500]})
+    return dg.Failure(description=line, metadata={"landing_sha256": digest or "unknown"}, allow_retries=False)
 

@@ -1,4 +1,8 @@
-"""Sensors: new or changed files in a landing folder start ingestion; everything downstream follows."""
+"""Sensors: new or changed files in a landing folder start ingestion; everything downstream follows.
+
+Content the ``raw_profiles`` asset rejected (its run is tagged ``cpvae/rejected=<sha256>``) is not
+requested again, even after a cursor reset: the sensor logs why and waits for the content to change.
+"""
 
 
 import json
@@ -10,9 +14,23 @@ from cpvae_assets.partitions import dataset_partitions
 from cpvae_assets.paths import UnsafePathError, check_name, inside
 from cpvae_assets.resources import LakeResource
 
-
 # by key, not by import: importing the asset here would make the defs loader see it twice
 RAW_PROFILES = dg.AssetKey("raw_profiles")
+HASH_TAG, REJECTED_TAG, REASON_TAG = "cpvae/landing_sha256", "cpvae/rejected", "cpvae/rejection"
+# rejected hashes remembered per dataset in the cursor (the run tags are the durable record)
+MAX_REJECTED = 20
+
+
+def _rejection(instance: dg.DagsterInstance, dataset: str, digest: str) -> str | None:
+    """Why a run of ``raw_profiles`` rejected this exact landing content, or None."""
+    runs = instance.get_runs(dg.RunsFilter(tags={REJECTED_TAG: digest, "dagster/partition": dataset}), limit=1)
+    return runs[0].tags.get(REASON_TAG, "rejected") if runs else None
+
+
+def _finished(instance: dg.DagsterInstance, dataset: str, digest: str) -> bool:
+    """Whether the run requested for this content has ended (so there is nothing left to wait for)."""
+    runs = instance.get_runs(dg.RunsFilter(tags={HASH_TAG: digest, "dagster/partition": dataset}), limit=1)
+    return bool(runs) and runs[0].is_finished
 
 
 def _last_ingested_hash(instance: dg.DagsterInstance, dataset: str) -> str | None:
@@ -42,14 +60,32 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> d
             continue
         before = state.get(dataset, {})
         previous = before.get("hash") or _last_ingested_hash(context.instance, dataset)
+        rejected = dict(before.get("rejected", {}))
         # a change counter in the run key: content that returns to an earlier state is ingested again
         changes = before.get("changes", 0) + (digest != previous)
-        next_state[dataset] = {"hash": digest, "files": files, "changes": changes}
+        entry = {"hash": digest, "files": files, "changes": changes}
+        pending = before.get("pending")  # content of the last requested run, until that run ends
+        if pending and _finished(context.instance, dataset, pending):
+            reason = _rejection(context.instance, dataset, pending)
+            if reason:
+                rejected[pending] = reason
+                context.log.warning(f"{folder}: content {pending[:12]} rejected: {reason}")
+        elif pending:
+            entry["pending"] = pending
         if dataset not in known:
             new.append(dataset)
         if digest != previous:
-            runs.append(dg.RunRequest(partition_key=dataset, run_key=f"{dataset}:{changes}:{digest[:16]}",
-                                      tags={"cpvae/landing_sha256": digest}))
+            reason = rejected.get(digest) or _rejection(context.instance, dataset, digest)
+            if reason:
+                rejected[digest] = reason
+                context.log.warning(f"{folder}: not ingesting content {digest[:12]}, rejected before: {reason}")
+            else:
+                runs.append(dg.RunRequest(partition_key=dataset, run_key=f"{dataset}:{changes}:{digest[:16]}",
+                                          tags={HASH_TAG: digest}))
+                entry["pending"] = digest
+        if rejected:
+            entry["rejected"] = dict(list(rejected.items())[-MAX_REJECTED:])
+        next_state[dataset] = entry
     return dg.SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=[dataset_partitions.build_add_request(new)] if new else [],
