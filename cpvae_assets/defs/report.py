@@ -24,7 +24,7 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> pd.DataFram
     dataset = context.partition_key
     data = collect(lake.path, dataset, dataset_spec(dataset, lake.landing(dataset)).kind)
     target = partition_dir(lake.path, "report", dataset) / "report.html"
-    text = render(data, {"report run": context.run_id, **landing_provenance(context.instance, dataset)})
+    text = render(data, {"report run": context.run.run_id, **landing_provenance(context.instance, dataset)})
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     context.add_output_metadata({"report": dg.MetadataValue.path(str(target)), "model_types": ", ".join(data.model_types),
