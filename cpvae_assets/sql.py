@@ -1,8 +1,20 @@
-"""Read-only SQL over the lake: the catalog opened read-only, locked to the lake, SELECTs only."""
+"""Read-only SQL over the lake: the catalog opened read-only, locked to the lake, SELECTs only.
+
+DuckDB enforces the confinement: ``enable_external_access = false`` with ``allowed_directories`` set
+to the lake (symlinks are resolved, so a link leading out of the lake is refused too), and
+``lock_configuration`` so no statement can undo it. DuckDB also allows its temp directory, which
+defaults to ``./.tmp`` under the current directory: it is pointed at a private empty folder instead.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
+import shutil
+import tempfile
+import time
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -11,12 +23,21 @@ from cpvae_assets.lake import rebuild_catalog
 from cpvae_assets.paths import catalog_path
 
 ALLOWED = {"SELECT", "EXPLAIN"}
+READ_RETRIES = 5
 # EXPLAIN ANALYZE executes the explained statement (e.g. a COPY ... TO into the lake)
 _ANALYZE = re.compile(r"\banaly[sz]e\b", re.IGNORECASE)
 
 
 class QueryRefused(ValueError):
     """A statement that is not a read (COPY, ATTACH, DROP, SET, ...)."""
+
+
+@cache
+def _spill_directory() -> str:
+    """A private, initially empty folder for DuckDB's spill files, removed when the process ends."""
+    folder = tempfile.mkdtemp(prefix="cpvae-sql-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def connect(lake: Path):
@@ -33,6 +54,8 @@ def connect(lake: Path):
     escaped_catalog = str(catalog).replace("'", "''")
     con.execute(f"ATTACH '{escaped_catalog}' AS cpvae (READ_ONLY)")
     con.execute("USE cpvae")
+    spill = _spill_directory().replace("'", "''")
+    con.execute(f"SET temp_directory = '{spill}'")
     escaped = str(lake).replace("'", "''")
     con.execute(f"SET allowed_directories = ['{escaped}']")
     con.execute("SET enable_external_access = false")
@@ -42,6 +65,8 @@ def connect(lake: Path):
 
 def query(lake: Path, sql: str) -> pd.DataFrame:
     """Run one read-only statement (or several, all reads) and return the last result."""
+    import duckdb
+
     con = connect(lake)
     try:
         statements = con.extract_statements(sql)
@@ -55,7 +80,47 @@ def query(lake: Path, sql: str) -> pd.DataFrame:
                 raise QueryRefused("EXPLAIN ANALYZE runs its statement; only plain EXPLAIN is allowed")
         result = None
         for statement in statements:
-            result = con.execute(statement).df()
+            try:
+                result = _execute(con, statement, lake)
+            except duckdb.PermissionException as exc:
+                first = str(exc).splitlines()[0]
+                raise duckdb.PermissionException(f"{first} (cpvae sql reads only files inside the lake {lake})") from None
         return result
     finally:
         con.close()
+
+
+def _execute(con, statement, lake: Path) -> pd.DataFrame:
+    """Run a read, again if it failed while a writer renamed a file of the lake into place.
+
+    DuckDB opens a Parquet file more than once per query (schema at bind time, data later); a file
+    replaced in between fails the read ("TProtocolException: Invalid data"). Every stored file is
+    whole, so reading again gives the new version; a failure with no file renamed meanwhile is the
+    query's own and is raised at once."""
+    import duckdb
+
+    for attempt in range(READ_RETRIES + 1):
+        started = time.time_ns()
+        try:
+            return con.execute(statement).df()
+        except (duckdb.PermissionException, duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException):
+            raise
+        except duckdb.Error:
+            if attempt == READ_RETRIES or not _renamed_since(lake, started - 2_000_000_000):
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _renamed_since(lake: Path, since_ns: int) -> bool:
+    """Whether a table file of the lake was created or renamed (its ctime) after ``since_ns``."""
+    for folder, dirs, files in os.walk(lake):
+        if Path(folder) == lake:
+            dirs[:] = [d for d in dirs if d not in ("landing", "dagster_home")]
+        for name in files:
+            try:
+                if os.stat(os.path.join(folder, name)).st_ctime_ns >= since_ns:
+                    return True
+            except FileNotFoundError:  # a temporary file renamed away meanwhile
+                return True
+    return False

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpvae_assets.lake import PAUSE_ENV, PAUSE_MARKER_ENV
+from cpvae_assets.lake import PAUSE_ENV, PAUSE_MARKER_ENV, atomic_path
 from cpvae_assets.paths import project_root
 
 from .conftest import REAL_CP
@@ -58,17 +58,21 @@ def hidden_leftovers(root: Path) -> list[str]:
 
 
 def land_plate(lake: Path, rows: int | None = None, dataset: str = PLATE) -> Path:
-    """The real Cell Painting plate in the landing folder; ``rows`` keeps only the first rows (as CSV)."""
+    """The real Cell Painting plate in the landing folder (replacing an earlier one); ``rows`` keeps
+    only the first rows (as CSV). A dataset other than the plate's gets a ``dataset.toml`` naming it."""
     folder = lake / "landing" / dataset
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():
-        old.unlink()
+    for old in (folder / REAL_CP.name, folder / "plate.csv"):
+        old.unlink(missing_ok=True)
+    if dataset != PLATE:
+        (folder / "dataset.toml").write_text(f'extends = "{PLATE}"\n')
     if rows is None:
         target = folder / REAL_CP.name
         target.write_bytes(REAL_CP.read_bytes())
         return target
     target = folder / "plate.csv"
-    pd.read_csv(REAL_CP, dtype=str).head(rows).to_csv(target, index=False)
+    with atomic_path(target) as tmp:  # a sensor or reader never sees half a file
+        pd.read_csv(REAL_CP, dtype=str).head(rows).to_csv(tmp, index=False)
     return target
 
 
