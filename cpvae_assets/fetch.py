@@ -2,7 +2,9 @@
 
 A file is downloaded to ``<name>.part`` beside its target; an interrupted download resumes with an
 HTTP Range request; the finished file is renamed into place only after its size and sha256 match
-the manifest, so the landing folder never holds a file the sensor could ingest half-written.
+the manifest, so the landing folder never holds a file the sensor could ingest half-written. Only
+https is accepted (http to 127.0.0.1 for tests), a download stops at the declared size, and transient
+failures are retried a bounded number of times with exponential backoff, resuming each time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,34 +71,91 @@ def _progress(total: int, initial: int, name: str, enabled: bool):
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, disable=not enabled)
 
 
-def fetch_file(entry: ManifestEntry, dest_dir: Path, progress: bool = True, timeout: float = 60.0) -> Path:
-    """Bring ``entry`` into ``dest_dir``; returns the verified file. Already-present files are kept."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = inside(dest_dir, dest_dir / entry.file_name)
-    if target.exists() and target.stat().st_size == entry.size_bytes and sha256_of(target) == entry.sha256:
-        return target
-    part = target.with_name(target.name + ".part")
+# transient failures (dropped connection, timeout, HTTP 5xx / 429) are retried with exponential backoff
+RETRIES = 3
+BACKOFF_SECONDS = 1.0
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def check_url(url: str) -> str:
+    """Only ``https`` (and ``http`` to this machine, for tests): no ``file:``, ``ftp:`` or plain-text
+    downloads whose bytes anyone on the way could change before the sha256 check."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS):
+        return url
+    raise FetchError(f"{url}: refused, downloads must use https")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect may not downgrade to http or leave for another scheme."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return super().redirect_request(req, fp, code, msg, headers, check_url(newurl))
+
+
+_OPENER = urllib.request.build_opener(_CheckedRedirects)
+
+
+class _Transient(Exception):
+    """A failure worth retrying; carries the message to report if retries run out."""
+
+
+def _download(entry: ManifestEntry, part: Path, progress: bool, timeout: float) -> None:
+    """One attempt: append to ``part`` (resuming with Range), never beyond the declared size."""
     have = part.stat().st_size if part.exists() else 0
     if have > entry.size_bytes:
         part.unlink()
         have = 0
     request = urllib.request.Request(entry.url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             if have and response.status != 206:
                 have = 0  # the server ignored the range: start over
+            remaining = entry.size_bytes - have
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > remaining:
+                raise FetchError(f"{entry.url}: server announces {int(declared) + have} bytes, the manifest "
+                                 f"{entry.size_bytes}; refused")
             with open(part, "ab" if have else "wb") as out, _progress(entry.size_bytes, have, entry.file_name, progress) as bar:
-                for block in iter(lambda: response.read(CHUNK), b""):
+                while block := response.read(min(CHUNK, remaining + 1)):
+                    if len(block) > remaining:  # more bytes than declared: stop, never store them
+                        out.close()
+                        part.unlink()
+                        raise FetchError(f"{entry.url}: server sent more than the manifest's {entry.size_bytes} "
+                                         "bytes; refused and removed")
                     out.write(block)
+                    remaining -= len(block)
                     bar.update(len(block))
+            if declared is not None and declared.isdigit() and remaining > entry.size_bytes - have - int(declared):
+                raise _Transient(f"{entry.url}: connection closed before the announced {declared} bytes arrived")
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have == entry.size_bytes:
-            pass  # the part file is already complete
-        else:
-            raise FetchError(f"{entry.url}: HTTP {exc.code} {exc.reason}") from exc
+            return  # the part file is already complete
+        message = f"{entry.url}: HTTP {exc.code} {exc.reason}"
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise _Transient(message) from exc
+        raise FetchError(message) from exc
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as exc:
-        raise FetchError(f"{entry.url}: download interrupted ({exc}); run again to resume from {part}") from exc
-    size = part.stat().st_size
+        raise _Transient(f"{entry.url}: download interrupted ({exc}); run again to resume from {part}") from exc
+
+
+def fetch_file(entry: ManifestEntry, dest_dir: Path, progress: bool = True, timeout: float = 60.0) -> Path:
+    """Bring ``entry`` into ``dest_dir``; returns the verified file. Already-present files are kept."""
+    check_url(entry.url)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = inside(dest_dir, dest_dir / entry.file_name)
+    if target.exists() and target.stat().st_size == entry.size_bytes and sha256_of(target) == entry.sha256:
+        return target
+    part = target.with_name(target.name + ".part")
+    for attempt in range(RETRIES + 1):
+        try:
+            _download(entry, part, progress, timeout)
+            break
+        except _Transient as exc:
+            if attempt == RETRIES:
+                raise FetchError(f"{exc} (gave up after {RETRIES + 1} attempts)") from exc
+            time.sleep(BACKOFF_SECONDS * 2**attempt)
+    size = part.stat().st_size if part.exists() else 0
     if size != entry.size_bytes:
         raise FetchError(f"{entry.path}: got {size} bytes, manifest says {entry.size_bytes}; run again to resume")
     digest = sha256_of(part)

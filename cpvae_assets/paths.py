@@ -42,7 +42,7 @@ def lake_root(root: str | os.PathLike[str] | None = None) -> Path:
 
 def check_name(name: str, what: str = "dataset name") -> str:
     """Refuse names that are not a single plain path component (``..``, ``/``, absolute, empty)."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:  # fullmatch: no trailing newline
         raise UnsafePathError(
             f"invalid {what} {name!r}: use letters, digits, '_', '-', '.' only "
             "(no path separators, no '..', at most 128 characters)"

@@ -25,3 +25,11 @@ def lake(tmp_path: Path) -> Path:
     path = tmp_path / "lake"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _fast_download_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retried downloads wait milliseconds, not seconds, between attempts in tests."""
+    import cpvae_assets.fetch
+
+    monkeypatch.setattr(cpvae_assets.fetch, "BACKOFF_SECONDS", 0.01)

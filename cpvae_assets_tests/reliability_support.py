@@ -122,14 +122,15 @@ def pause_env(pattern: str, marker: Path) -> dict[str, str]:
 class Script:
     """What the server does: ``fail_first`` requests get ``fail_status``; ``stall_after`` bytes of a
     body are sent and then the handler waits (until ``release`` is set); ``extra`` bytes are appended
-    beyond the real file; ``lie_length`` announces the real length even when sending extra."""
+    beyond the real file; without ``announce_length`` no Content-Length is sent (body until close)."""
 
     data: bytes
     fail_first: int = 0
     fail_status: int = 503
+    drop_first: int = 0  # then this many responses stop halfway and close the connection
     stall_after: int | None = None
     extra: bytes = b""
-    announce_extra: bool = True
+    announce_length: bool = True
     release: threading.Event = field(default_factory=threading.Event)
     requests: list[tuple[str | None, int]] = field(default_factory=list)
 
@@ -152,11 +153,16 @@ def serve(script: Script) -> tuple[http.server.ThreadingHTTPServer, str]:
             status = 206 if start else 200
             script.requests.append((range_header, status))
             self.send_response(status)
-            length = len(body) if script.announce_extra else len(script.data) - start
-            self.send_header("Content-Length", str(length))
+            if script.announce_length:
+                self.send_header("Content-Length", str(len(body)))
             if start:
                 self.send_header("Content-Range", f"bytes {start}-{len(script.data) - 1}/{len(script.data)}")
             self.end_headers()
+            if len(script.requests) <= script.fail_first + script.drop_first:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
             if script.stall_after is not None and not range_header:
                 self.wfile.write(body[: script.stall_after])
                 self.wfile.flush()

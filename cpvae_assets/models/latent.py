@@ -93,7 +93,8 @@ class KerasModel:
         for name in ("encoder.keras", "decoder.keras"):
             path = folder / name
             try:
-                parts.append(keras.models.load_model(path, compile=False))
+                # safe_mode: a .keras file may not deserialise code (Lambda layers, pickled functions)
+                parts.append(keras.models.load_model(path, compile=False, safe_mode=True))
             except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
                 raise ModelFileError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc}); "
                                      "re-materialise this trained_models partition") from exc
