@@ -67,7 +67,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if DATA_TABLE not in tables:
             raise ValueError(f"{context.asset_key.to_user_string()}: output has no {DATA_TABLE!r} table")
         folder = self._dir(context)
-        meta = provenance(context, getattr(obj, "inputs", {}))
+        # not getattr on a DataFrame: that would return a column named "inputs"
+        meta = provenance(context, getattr(obj, "inputs", {}) if isinstance(obj, LakeTables) else {})
         stored = commit_tables(folder, tables, meta)
         rebuild_catalog(self.lake)
         data = tables[DATA_TABLE]
