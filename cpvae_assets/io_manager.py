@@ -86,8 +86,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if not path.exists():
             raise FileNotFoundError(f"{path}: upstream partition has not been materialised")
         step = context.step_context
-        key = f"{context.asset_key.to_user_string()}/{path.parent.relative_to(self.lake)}"
-        _LOADED.setdefault((step.run_id, step.step.key), {})[key] = sha256_of(path)
+        _LOADED.setdefault((step.run_id, step.step.key), {})[str(path.parent.relative_to(self.lake))] = sha256_of(path)
         return read_table(path)
 
 
