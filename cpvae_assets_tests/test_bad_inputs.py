@@ -166,3 +166,35 @@ def test_sensor_records_rejected_content_and_accepts_a_corrected_file(template: 
         bad.write_bytes(bad_bytes)
         again = tick(instance, lake, tick(instance, lake, fixed.cursor).cursor)
         assert not again.run_requests
+
+
+# --------------------------------------------------------------------------- freshness
+
+
+def test_downstream_is_stale_exactly_when_the_landing_content_changed(template: Path, lake: Path) -> None:
+    from dagster._core.definitions.data_version import (
+        CachingStaleStatusResolver,
+        StaleStatus,
+    )
+    from dagster._core.loader import LoadingContextForTest
+
+    copy_of(template, lake)
+    landing = lake / "landing" / PLATE
+
+    def status(instance: dg.DagsterInstance) -> StaleStatus:
+        resolver = CachingStaleStatusResolver(instance, defs.resolve_asset_graph(), LoadingContextForTest(instance))
+        return resolver.get_status(dg.AssetKey("normalised_splits"), PLATE)
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("dataset", [PLATE])
+        both = dg.materialize(list(defs.assets), selection=["raw_profiles", "normalised_splits"], partition_key=PLATE,
+                              instance=instance, resources=resources(lake), raise_on_error=False)
+        assert both.success
+        digest, _ = fingerprint(landing)
+        assert both.asset_materializations_for_node("raw_profiles")[0].tags["dagster/data_version"] == digest
+        assert status(instance) == StaleStatus.FRESH
+        assert ingest(lake, instance).success  # the same content again
+        assert status(instance) == StaleStatus.FRESH
+        (landing / "second_plate.csv").write_bytes(csv_bytes(base_plate()))
+        assert ingest(lake, instance).success
+        assert status(instance) == StaleStatus.STALE

@@ -72,6 +72,9 @@ def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: 
     profiles = result.profiles
     yield dg.Output(
         tables,
+        # the landing content is the data version: downstream partitions show as stale in the UI when it
+        # changes, and stay fresh when the same content is ingested again
+        data_version=dg.DataVersion(digest),
         metadata={
             "profiles": len(profiles),
             "feature_count": len(result.features),
