@@ -12,16 +12,21 @@ the run id and the files' own sha256 are in the Dagster materialisation metadata
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import uuid
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from cpvae_assets.fetch import sha256_of
-from cpvae_assets.lake import DATA_TABLE, read_table, rebuild_catalog, write_table
+from cpvae_assets.lake import (
+    DATA_TABLE,
+    read_table,
+    rebuild_catalog,
+    replace,
+    write_table,
+)
 from cpvae_assets.partitions import partition_dimensions
 from cpvae_assets.paths import check_name, lake_root, partition_dir
 from cpvae_assets.provenance import code_version
@@ -77,7 +82,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
                                      "code_version": meta["code_version"],
                                      "inputs_sha256": dg.MetadataValue.json(meta["inputs"]),
                                      "config": dg.MetadataValue.json(meta["config"]),
-                                     "files_sha256": dg.MetadataValue.json({p.name: sha256_of(p) for p in stored}),
+                                     "files_sha256": dg.MetadataValue.json({p.name: sha256(p) for p in stored}),
                                      "dagster/row_count": len(data),
                                      "preview": dg.MetadataValue.md(preview(data))})
 
@@ -86,8 +91,17 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if not path.exists():
             raise FileNotFoundError(f"{path}: upstream partition has not been materialised")
         step = context.step_context
-        _LOADED.setdefault((step.run_id, step.step.key), {})[str(path.parent.relative_to(self.lake))] = sha256_of(path)
+        _LOADED.setdefault((step.run_id, step.step.key), {})[str(path.parent.relative_to(self.lake))] = sha256(path)
         return read_table(path)
+
+
+def sha256(path: Path) -> str:
+    """Of a local file or one on an fsspec filesystem (``UPath.open``)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def provenance(context: dg.OutputContext, extra_inputs: dict[str, str]) -> dict[str, object]:
@@ -113,7 +127,7 @@ def commit_tables(folder: Path, tables: dict[str, pd.DataFrame], meta: dict[str,
             target = folder / f"{check_name(name, 'table name')}.parquet"
             staged.append((write_table(tables[name], folder / f".{target.name}.staged-{token}", meta), target))
         for tmp, target in staged:
-            os.replace(tmp, target)
+            replace(tmp, target)
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
