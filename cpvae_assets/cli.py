@@ -202,23 +202,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     lake = lake_root(args.lake)
     kind = dataset_spec(args.dataset, lake / "landing" / args.dataset).kind
     target = Path(args.output or f"cpvae_report_{args.dataset}.html")
-    path = write_report(lake, args.dataset, kind, target, _provenance(lake, args.dataset), args.overwrite)
+    provenance, runs = _provenance(lake, args.dataset)
+    path = write_report(lake, args.dataset, kind, target, provenance, args.overwrite, runs)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser)")
     return 0
 
 
-def _provenance(lake: Path, dataset: str) -> dict[str, str]:
-    """The ingestion record of the Dagster instance the demo and the UI use, when there is one."""
+def _provenance(lake: Path, dataset: str) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """What the Dagster instance of the demo and the UI recorded: ingestion and the run of each table."""
     home = Path(os.environ.get("DAGSTER_HOME") or lake / "dagster_home")
     if not (home / "dagster.yaml").is_file():
-        return {"landing": f"no Dagster instance at {home}"}
+        return {"landing": f"no Dagster instance at {home}"}, {}
     import dagster as dg
 
-    from cpvae_assets.report.provenance import landing_provenance
+    from cpvae_assets.report.collect import report_inputs
+    from cpvae_assets.report.provenance import landing_provenance, run_ids
 
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
-        return landing_provenance(instance, dataset)
+        return landing_provenance(instance, dataset), run_ids(instance, dataset, report_inputs())
 
 
 def cmd_export(args: argparse.Namespace) -> int:

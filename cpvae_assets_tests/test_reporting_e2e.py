@@ -162,6 +162,8 @@ def test_report_renders_every_figure_in_a_browser(pipeline: Materialised, tmp_pa
     expected = FIGURES_PER_MODEL * len(MODEL_TYPES[dataset])
     assert text.count('<img class="figure"') == expected
     assert "landing_sha256" in text and "ingestion run" in text  # provenance from the Dagster instance
+    run_id = pipeline.results[(dataset, MODEL_TYPES[dataset][0])].run_id
+    assert text.count(run_id) >= len(PER_MODEL) - 2  # the run of each table it read
     dom, log = render_in_browser(html, tmp_path)
     check = re.search(r'id="render-check" data-rendered="(\d+)" data-figures="(\d+)"', dom)
     assert check, "the page's load handler did not run"

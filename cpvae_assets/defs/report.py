@@ -8,7 +8,8 @@ from cpvae_assets.partitions import dataset_partitions
 from cpvae_assets.paths import partition_dir
 from cpvae_assets.registry import dataset_spec
 from cpvae_assets.report import collect, render
-from cpvae_assets.report.provenance import landing_provenance
+from cpvae_assets.report.collect import report_inputs
+from cpvae_assets.report.provenance import landing_provenance, run_ids
 from cpvae_assets.resources import LakeResource
 
 BY_DATASET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
@@ -24,7 +25,8 @@ def report(context: dg.AssetExecutionContext, lake: LakeResource) -> pd.DataFram
     dataset = context.partition_key
     data = collect(lake.path, dataset, dataset_spec(dataset, lake.landing(dataset)).kind)
     target = partition_dir(lake.path, "report", dataset) / "report.html"
-    text = render(data, {"report run": context.run.run_id, **landing_provenance(context.instance, dataset)})
+    text = render(data, {"report run": context.run.run_id, **landing_provenance(context.instance, dataset)},
+                  run_ids(context.instance, dataset, report_inputs()))
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     context.add_output_metadata({"report": dg.MetadataValue.path(str(target)), "model_types": ", ".join(data.model_types),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,12 @@ PER_MODEL = (("trained_models", "data"), ("training_curves", "data"), ("generati
              ("generation_qc", "umap"), ("latent_traversal", "top"), ("feature_group_contributions", "data"),
              ("feature_group_contributions", "active"), ("latent_correlation", "data"),
              ("latent_correlation", "summary"), ("lsa_zscores", "data"), ("lsa_zscores", "summary"))
+
+
+def report_inputs() -> list[tuple[str, str]]:
+    """Every (asset, model type) a report may read; model type "" for per-dataset assets."""
+    pairs = [(a, "") for a in PER_DATASET] + [(a, m) for m in MODEL_TYPES for a, _ in PER_MODEL]
+    return list(dict.fromkeys(pairs))
 
 
 class MissingAssets(FileNotFoundError):
@@ -58,9 +65,10 @@ def _sha256(path: Path) -> str:
 
 def _read(path: Path, files: list[dict], asset: str, model_type: str | None, columns: list[str] | None = None):
     meta = read_metadata(path)
-    files.append({"asset": asset, "model_type": model_type or "", "table": path.stem,
-                  "run_id": str(meta.get("run_id", "")), "sha256": _sha256(path),
-                  **{k: str(v) for k, v in meta.items() if k not in ("run_id", "asset")}})
+    files.append({"asset": asset, "model_type": model_type or "", "table": path.stem, "sha256": _sha256(path),
+                  "code_version": str(meta.get("code_version", "")),
+                  "config": json.dumps(meta["config"], sort_keys=True) if meta.get("config") else "",
+                  "input_files": len(meta.get("inputs") or {})})
     return read_table(path, columns)
 
 

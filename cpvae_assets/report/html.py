@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +25,7 @@ from cpvae_assets.plots import (
     traversal_plot,
     umap_figure,
 )
+from cpvae_assets.provenance import code_version
 from cpvae_assets.report.collect import ReportData, collect
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.4}
@@ -53,13 +53,6 @@ def _figure(png: bytes, caption: str) -> str:
     src = "data:image/png;base64," + base64.b64encode(png).decode()
     text = html.escape(caption)
     return f'<figure><img class="figure" alt="{text}" src="{src}"><figcaption>{text}</figcaption></figure>'
-
-
-def _code_version() -> str:
-    try:
-        return version("cpvae-assets")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _data_section(data: ReportData) -> str:
@@ -136,18 +129,22 @@ def _lsa_section(data: ReportData) -> str:
             + f"<h3>Worst predicted A|B (highest z, {TOP} per model type)</h3>" + _table(worst))
 
 
-def _provenance_section(data: ReportData, provenance: dict[str, str]) -> str:
+def _provenance_section(data: ReportData, provenance: dict[str, str], runs: dict[tuple[str, str], str]) -> str:
     seeds = data.stacked("trained_models")[["model_type", "role", "seed", "chosen"]]
+    files = pd.DataFrame(data.files)
+    files.insert(2, "run_id", [runs.get((a, m), "") for a, m in zip(files["asset"], files["model_type"])])
     extra = "".join(f"<li>{html.escape(k)}: <code>{html.escape(str(v))}</code></li>" for k, v in provenance.items())
     return ("<h2>How these numbers were produced</h2>"
-            f"<ul><li>cpvae {html.escape(_code_version())}</li>{extra}</ul><h3>Models and seeds</h3>" + _table(seeds)
-            + "<h3>Every table read (run that wrote it, SHA-256 of the file)</h3>" + _table(pd.DataFrame(data.files)))
+            f"<ul><li>cpvae {html.escape(code_version())} (this report)</li>{extra}</ul><h3>Models and seeds</h3>" + _table(seeds)
+            + "<h3>Every table read: the run that wrote it, its code version, its op config (seeds) and the "
+            "SHA-256 of the file</h3>" + _table(files))
 
 
-def render(data: ReportData, provenance: dict[str, str] | None = None) -> str:
+def render(data: ReportData, provenance: dict[str, str] | None = None,
+           runs: dict[tuple[str, str], str] | None = None) -> str:
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = (_data_section(data) + _training_section(data) + _generation_section(data) + _interpretation_section(data)
-            + _lsa_section(data) + _provenance_section(data, provenance or {}))
+            + _lsa_section(data) + _provenance_section(data, provenance or {}, runs or {}))
     title = html.escape(f"cpvae report: {data.dataset}")
     if data.incomplete:
         gaps = "; ".join(f"{m}: {', '.join(a)}" for m, a in data.incomplete.items())
@@ -159,11 +156,11 @@ def render(data: ReportData, provenance: dict[str, str] | None = None) -> str:
 
 
 def write_report(lake: Path, dataset: str, kind: str, target: Path, provenance: dict[str, str] | None = None,
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, runs: dict[tuple[str, str], str] | None = None) -> Path:
     """Render and write atomically; an existing ``target`` is kept unless ``overwrite``."""
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target}: already exists; pass --overwrite to replace it")
-    text = render(collect(lake, dataset, kind), provenance)  # raises before anything is written
+    text = render(collect(lake, dataset, kind), provenance, runs)  # raises before anything is written
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return target

@@ -22,3 +22,18 @@ def landing_provenance(instance, dataset: str) -> dict[str, str]:
         if key in meta:
             out[key] = str(getattr(meta[key], "value", meta[key]))
     return out
+
+
+def run_ids(instance, dataset: str, assets: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The run of the last materialisation of each (asset, model type) of ``dataset``; model type
+    ``""`` for per-dataset assets."""
+    import dagster as dg
+
+    out = {}
+    for asset, model_type in assets:
+        key = dg.MultiPartitionKey({"dataset": dataset, "model_type": model_type}) if model_type else dataset
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1).records
+        if records:
+            out[(asset, model_type)] = records[0].run_id
+    return out
