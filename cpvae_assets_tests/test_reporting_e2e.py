@@ -228,7 +228,7 @@ def test_dagster_ui_lists_every_asset_with_partitions_and_plots(pipeline: Materi
     port = _free_port()
     env = {**os.environ, "CPVAE_LAKE": str(pipeline.lake), "DAGSTER_HOME": str(pipeline.home)}
     webserver = Path(sys.executable).with_name("dagster-webserver")
-    log = (tmp_path / "webserver.log").open("w")  # noqa: SIM115 - closed in the finally below
+    log = (tmp_path / "webserver.log").open("w")
     server = subprocess.Popen([str(webserver), "-h", "127.0.0.1", "-p", str(port), "-m", "cpvae_assets.definitions"],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
