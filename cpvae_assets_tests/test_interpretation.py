@@ -189,6 +189,11 @@ def test_every_plot_is_a_png() -> None:
     corr = correlation_matrix(latent_correlation(pd.DataFrame(rng.normal(size=(50, 3)), columns=["z_0", "z_1", "z_2"])))
     pngs = [plots.feature_group_heatmap(matrix, rows, cols, "t"), plots.active_features_plot(active, 0.05, "pca", "t"),
             plots.correlation_heatmap(corr, "t"), plots.traversal_plot(top_features(traversal, 3), "t")]
+    z = pd.DataFrame({"pair": ["A|B", "C|D"], "method": "lsa", "l2": [1.0, 2.0], "null_mean": [2.0, 2.1],
+                      "null_sd": [0.2, 0.3], "z": [-5.0, -0.3]})
+    ranks = pd.DataFrame({"pair": ["A|B", "C|D", "E|F"], "rank_before": [1, 2, 3], "rank_after": [2, 1, 3],
+                          "held_out": [True, False, False]})
+    pngs += [plots.pair_distances_plot(z, "mmd", "t"), plots.leave_out_plot(ranks, "t")]
     assert all(p.startswith(PNG) and len(p) > 2000 for p in pngs)
     assert plots.colour("beta_lsa") == plots.colour("beta") == plots.MODEL_COLOURS["beta"]
 

@@ -97,7 +97,7 @@ def test_interpretation_assets_store_tables_and_plots(pipeline: Materialised) ->
     run = pipeline.results[(CP, "beta")]
     for asset, key in (("latent_traversal", "traversal"), ("feature_group_contributions", "heatmap"),
                        ("feature_group_contributions", "active"), ("latent_correlation", "heatmap"),
-                       ("training_curves", "curves"), ("generation_qc", "umap")):
+                       ("training_curves", "curves"), ("generation_qc", "umap"), ("lsa_zscores", "pairs")):
         meta = _metadata(run, asset)
         assert "data:image/png;base64," in meta[key].value, (asset, key)
         assert meta["dagster/row_count"].value > 0 and "|" in meta["preview"].value, asset

@@ -31,7 +31,9 @@ from cpvae_assets.plots import (
     distinctness_plot,
     figure6_plot,
     figure7_plot,
+    leave_out_plot,
     markdown_image,
+    pair_distances_plot,
 )
 from cpvae_assets.resources import LakeResource
 
@@ -166,7 +168,7 @@ def lsa_zscores(context: dg.AssetExecutionContext, lake: LakeResource, lsa_dista
                 shuffled_null: pd.DataFrame) -> LakeTables:
     """Per A|B and method: z = (d - mean(null)) / sd(null), empirical p, BH q; per-method summary
     (view ``lsa_zscores_summary``), scored against the planted truth where the dataset has one."""
-    dataset, _ = _dims(context)
+    dataset, model_type = _dims(context)
     table = zscores(lsa_distances, shuffled_null)
     summary = table.groupby("method").agg(mean_l2=("l2", "mean"), mean_l2_shuffled=("null_mean", "mean"),
                                           share_q_below_005=("q", lambda q: float((q < 0.05).mean())),
@@ -179,6 +181,9 @@ def lsa_zscores(context: dg.AssetExecutionContext, lake: LakeResource, lsa_dista
               and summary.loc[summary["method"] == m, "mean_l2"].iloc[0] <= lsa["mean_l2"].iloc[0]]
     if beaten:
         context.log.warning(f"the model's LSA does not beat these baselines on mean L2: {beaten}")
+    if (table["method"] == "lsa").any():
+        png = pair_distances_plot(table, model_type, f"{dataset} / {model_type}: LSA vs shuffled labels")
+        context.add_output_metadata({"pairs": dg.MetadataValue.md(markdown_image(png, "LSA distance per A|B"))})
     context.add_output_metadata({"beaten_by": ", ".join(beaten) or "none",
                                  **{f"{r.method}_share_q_below_005": round(r.share_q_below_005, 3) for r in summary.itertuples()}})
     return LakeTables(data=table, summary=summary)
@@ -230,6 +235,9 @@ def leave_moa_out(context: dg.AssetExecutionContext, config: LeaveOutConfig, lak
     hp = chosen_hyperparameters(trained_models, TrainingConfig())
     table = run(normalised_splits, group_of, groups, lsa_zscores, model_type, hp, config.seed, config.top, config.permutations)
     held = table[table["held_out"]]
+    if len(table):
+        png = leave_out_plot(table, f"{dataset} / {model_type}: leave MOAs out")
+        context.add_output_metadata({"ranks": dg.MetadataValue.md(markdown_image(png, "ranks before and after"))})
     context.add_output_metadata({"held_out": ", ".join(held["pair"]), "still_top": int(held["still_top"].sum()),
                                  "of": len(held), "training_profiles_removed": int(table["training_profiles_removed"].max()) if len(table) else 0})
     return table

@@ -54,3 +54,39 @@ def distinctness_plot(table: pd.DataFrame, stats: pd.DataFrame) -> bytes:
         ax.set_ylabel("LSA z-score (SD of null)")
         ax.legend()
     return to_png(fig)
+
+
+def pair_distances_plot(table: pd.DataFrame, model_type: str, title: str) -> bytes:
+    """Per A|B: L2 of the model's LSA prediction against its shuffled-label null (mean +- SD), best
+    predicted first (Supplementary Figure 7)."""
+    rows = table[table["method"] == "lsa"].sort_values("z").reset_index(drop=True)
+    fig, ax = figure(5.2, max(2.0, 0.9 + 0.22 * len(rows)))
+    y = range(len(rows))
+    ax.errorbar(rows["null_mean"], list(y), xerr=rows["null_sd"], fmt="o", color=SHUFFLED, ms=4,
+                label="shuffled labels (mean +- SD)")
+    ax.scatter(rows["l2"], list(y), color=colour(model_type), s=18, zorder=3, label=f"{model_type} LSA")
+    ax.set_yticks(list(y), rows["pair"], fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("L2 to the real A|B mean profile (scaled units)")
+    ax.set_title(title)
+    ax.legend()
+    return to_png(fig)
+
+
+def leave_out_plot(table: pd.DataFrame, title: str) -> bytes:
+    """Rank of each A|B before and after retraining without the held-out pairs' compounds
+    (Supplementary Figure 9): held-out pairs highlighted."""
+    fig, ax = figure(4.2, 4.0)
+    held = table["held_out"].astype(bool)
+    ax.scatter(table.loc[~held, "rank_before"], table.loc[~held, "rank_after"], s=12, color=SHUFFLED, label="other A|B")
+    ax.scatter(table.loc[held, "rank_before"], table.loc[held, "rank_after"], s=24, color=MODEL_COLOURS["beta"],
+               label="held out in retraining")
+    for row in table[held].itertuples():
+        ax.annotate(row.pair, (row.rank_before, row.rank_after), fontsize=6)
+    top = max(int(table["rank_before"].max()), int(table["rank_after"].max()), 1) if len(table) else 1
+    ax.plot([1, top], [1, top], color="grey", lw=0.5)
+    ax.set_xlabel("rank by LSA z-score, original model (1 = best)")
+    ax.set_ylabel("rank after retraining without them")
+    ax.set_title(title)
+    ax.legend()
+    return to_png(fig)
