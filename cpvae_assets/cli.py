@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from cpvae_assets.paths import lake_root
+from cpvae_assets.paths import lake_root, project_root
 
 DEMO_DATASETS = ("demo_cp_level5", "demo_cp_level4", "demo_l1000", "lincs_cp_plate", "l1000_ljp005")
 REAL_PLATES = {
@@ -47,7 +47,8 @@ def dagster_home(lake: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        local = project_root() / "deploy" / "dagster.local.yaml"  # training pool limit, telemetry off
+        config.write_text(local.read_text() if local.is_file() else "telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
