@@ -46,9 +46,9 @@ from keras import ops  # noqa: E402
 from cpvae_assets.models.training import column_shuffled  # noqa: E402
 from cpvae_assets.models.vae import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE, StackMember, train_stack  # noqa: E402
 
-# train_stack builds fresh tf.functions on every call; after 5 calls TF logs a "retracing" warning per
-# function. Expected here (one call per configuration); silenced to keep the report readable.
 tf.get_logger().setLevel("ERROR")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -75,8 +75,18 @@ SHAPES = {
     "cp5": Shape("cp5", "Cell Painting level 5", 10_368, 588, 96, 10, 250, 0.3, 1e-3, 3, 2_000),
     "l1000": Shape("l1000", "L1000", 118_050, 978, 512, 65, 500, 40.0, 1e-3, 2, 8_000),
 }
-# config key -> number of stacked models (None: the Keras reference)
-CONFIGS = {"keras": None, "k1": 1, "k2": 2, "k4": 4, "k6": 6}
+# config key -> number of stacked models (None: the Keras reference); "...bf16": matmul_dtype="bfloat16"
+CONFIGS = {"keras": None, "k1": 1, "k2": 2, "k4": 4, "k6": 6, "k1bf16": 1, "k4bf16": 4}
+DEFAULT_CONFIGS = "keras,k1,k2,k4,k6,k1bf16,k4bf16,keras"  # the reference first and last (drift)
+
+
+def training_flops(shape: Shape) -> float:
+    """Matrix-multiply flops of one training step per profile: forward (encoder dense, z_mean and
+    z_log_var, decoder dense, output) plus backward (weight gradients of every layer, input gradients
+    of every layer but the first). Element-wise work, validation and calibration are not counted."""
+    f, h, lat = shape.features, shape.hidden_dim, shape.latent_dim
+    forward = f * h + 2 * h * lat + lat * h + h * f
+    return 2.0 * (forward + forward + (forward - f * h))
 
 
 # ---------------------------------------------------------------- the reference: plain Keras
@@ -231,6 +241,7 @@ class Row:
     config_peak_mb: float | None
     op_determinism: bool
     note: str = ""
+    val_loss: float | None = None  # mean over members of the last epoch's validation loss
 
     @property
     def timed(self) -> float:
@@ -262,7 +273,7 @@ def _op_determinism_enabled() -> bool:
         return False
 
 
-def run_keras(shape: Shape, train: np.ndarray, val: np.ndarray, epochs: int, seed: int, deterministic: bool) -> tuple[Clock, str]:
+def run_keras(shape: Shape, train: np.ndarray, val: np.ndarray, epochs: int, seed: int, deterministic: bool) -> tuple[Clock, str, float]:
     try:
         _op_determinism(deterministic)
     except (ImportError, AttributeError):
@@ -272,9 +283,9 @@ def run_keras(shape: Shape, train: np.ndarray, val: np.ndarray, epochs: int, see
     model.compile(optimizer=keras.optimizers.Adam(shape.learning_rate))
     clock = Clock()
     clock.stamp()
-    model.fit(train, batch_size=shape.batch_size, epochs=epochs, validation_data=(val,), shuffle=True,
-              verbose=0, callbacks=[EpochStamps(clock)])
-    return clock, f"jit_compile={model.jit_compile}"
+    history = model.fit(train, batch_size=shape.batch_size, epochs=epochs, validation_data=(val,), shuffle=True,
+                        verbose=0, callbacks=[EpochStamps(clock)])
+    return clock, f"jit_compile={model.jit_compile}", float(history.history["val_loss"][-1])
 
 
 def stack_members(train: np.ndarray, val: np.ndarray, k: int, beta: float, seed: int) -> list[StackMember]:
@@ -291,16 +302,17 @@ def stack_members(train: np.ndarray, val: np.ndarray, k: int, beta: float, seed:
     return members
 
 
-def run_stack(shape: Shape, train: np.ndarray, val: np.ndarray, k: int, epochs: int, seed: int) -> tuple[Clock, str]:
+def run_stack(shape: Shape, train: np.ndarray, val: np.ndarray, k: int, epochs: int, seed: int,
+              matmul_dtype: str = "float32") -> tuple[Clock, str, float]:
     members = stack_members(train, val, k, shape.beta, seed)
     clock = Clock()
     clock.stamp()
     result = train_stack(members, shape.latent_dim, shape.hidden_dim, shape.learning_rate, shape.batch_size,
                          encoder_batch_norm=True, epochs=epochs, patience=epochs + 1,
-                         on_epoch=lambda epoch, rows: clock.stamp())
-    if result.epochs_run != epochs:
-        return clock, f"stopped after {result.epochs_run} epochs"
-    return clock, "; ".join(result.notes)
+                         on_epoch=lambda epoch, rows: clock.stamp(), matmul_dtype=matmul_dtype)
+    last = [row["val_loss"] for row in result.history if row["epoch"] == result.epochs_run]
+    note = f"stopped after {result.epochs_run} epochs" if result.epochs_run != epochs else "; ".join(result.notes)
+    return clock, ("matmuls in bfloat16 (opt-in) " + note).strip() if matmul_dtype != "float32" else note, float(np.mean(last))
 
 
 def measure(shape: Shape, config: str, train: np.ndarray, val: np.ndarray, timed_epochs: int, seed: int,
@@ -313,10 +325,11 @@ def measure(shape: Shape, config: str, train: np.ndarray, val: np.ndarray, timed
     epochs = 1 + timed_epochs
     started = time.perf_counter()
     if k is None:
-        clock, note = run_keras(shape, train, val, epochs, seed, keras_deterministic)
+        clock, note, val_loss = run_keras(shape, train, val, epochs, seed, keras_deterministic)
         k_models = 1
     else:
-        clock, note = run_stack(shape, train, val, k, epochs, seed)
+        clock, note, val_loss = run_stack(shape, train, val, k, epochs, seed,
+                                          "bfloat16" if config.endswith("bf16") else "float32")
         k_models = k
     total = time.perf_counter() - started
     determinism = _op_determinism_enabled()
@@ -331,7 +344,7 @@ def measure(shape: Shape, config: str, train: np.ndarray, val: np.ndarray, timed
     if clock.busy[-1] is not None and clock.busy[1] is not None:
         other = max(0.0, (clock.busy[-1] - clock.busy[1]) / timed - cpu_cores)
     return Row(shape, config, k_models, len(train), epoch_seconds, wall[1] - wall[0], total, cpu_cores, other,
-               _maxrss_mb(), rss_before, _vm_hwm_mb() if reset else None, determinism, note)
+               _maxrss_mb(), rss_before, _vm_hwm_mb() if reset else None, determinism, note, val_loss)
 
 
 # ---------------------------------------------------------------- data and reporting
@@ -377,25 +390,29 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Row], peak_gflops: float) -> str:
     head = ("| shape | config | K | train rows | batch | timed epochs | s/epoch (mean) | s/epoch (min-max) "
-            "| model-profiles/s | speed-up vs (a) | per CPU-s | speed-up per CPU-s | warm-up epoch s | total s | CPU cores used | other procs' cores "
-            "| ru_maxrss MB | RSS before MB | config peak RSS MB | op determinism | note |")
+            "| model-profiles/s | speed-up vs (a) | matmul GFLOP/s | % of matmul peak | per CPU-s | speed-up per CPU-s "
+            "| warm-up epoch s | CPU cores used | other procs' cores | RSS before MB | config peak RSS MB | val loss "
+            "| op determinism | note |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    baseline = {r.shape.key: r.profiles_per_second for r in rows if r.config == "keras"}
-    baseline_cpu = {r.shape.key: r.profiles_per_cpu_second for r in rows if r.config == "keras"}
+    # the reference: the mean of the Keras runs of the shape (first and last of the run: drift shows)
+    ref = {key: statistics.mean(r.profiles_per_second for r in rows if r.config == "keras" and r.shape.key == key)
+           for key in {r.shape.key for r in rows if r.config == "keras"}}
+    ref_cpu = {key: statistics.mean(r.profiles_per_cpu_second for r in rows if r.config == "keras" and r.shape.key == key)
+               for key in ref}
     for r in rows:
         label = "(a) keras fit" if r.config == "keras" else f"{'(b)' if r.k == 1 else '(c)'} train_stack"
-        ref = baseline.get(r.shape.key)
-        speed = "1.00x" if r.config == "keras" else (f"{r.profiles_per_second / ref:.2f}x" if ref else "n/a")
-        ref_cpu = baseline_cpu.get(r.shape.key)
-        speed_cpu = "1.00x" if r.config == "keras" else (f"{r.profiles_per_cpu_second / ref_cpu:.2f}x" if ref_cpu else "n/a")
+        speed = f"{r.profiles_per_second / ref[r.shape.key]:.2f}x" if r.shape.key in ref else "n/a"
+        speed_cpu = f"{r.profiles_per_cpu_second / ref_cpu[r.shape.key]:.2f}x" if r.shape.key in ref_cpu else "n/a"
+        gflops = r.profiles_per_second * training_flops(r.shape) / 1e9
         lines.append(
             f"| {r.shape.key} | {label} | {r.k} | {r.train_rows:,} | {r.shape.batch_size} | {len(r.epoch_seconds)} "
             f"| {statistics.mean(r.epoch_seconds):.2f} | {min(r.epoch_seconds):.2f}-{max(r.epoch_seconds):.2f} "
-            f"| {r.profiles_per_second:,.0f} | {speed} | {r.profiles_per_cpu_second:,.0f} | {speed_cpu} | {r.warmup_seconds:.1f} | {r.total_seconds:.1f} "
-            f"| {r.cpu_cores:.2f} | {_fmt(r.other_cores, '.2f')} | {r.maxrss_mb:,.0f} | {_fmt(r.rss_before_mb, ',.0f')} "
-            f"| {_fmt(r.config_peak_mb, ',.0f')} "
+            f"| {r.profiles_per_second:,.0f} | {speed} | {gflops:.0f} | {100 * gflops / peak_gflops:.0f}% "
+            f"| {r.profiles_per_cpu_second:,.0f} | {speed_cpu} | {r.warmup_seconds:.1f} "
+            f"| {r.cpu_cores:.2f} | {_fmt(r.other_cores, '.2f')} | {_fmt(r.rss_before_mb, ',.0f')} "
+            f"| {_fmt(r.config_peak_mb, ',.0f')} | {_fmt(r.val_loss, '.4f')} "
             f"| {'on' if r.op_determinism else 'off'} | {r.note} |")
     return "\n".join(lines)
 
@@ -406,13 +423,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed epochs per configuration, after 1 warm-up epoch (default: 3 for cp5, 2 for l1000; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer rows (2,000 / 8,000) and 1 timed epoch")
     parser.add_argument("--shapes", default="cp5,l1000", help="comma-separated subset of: " + ",".join(SHAPES))
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of: " + ",".join(CONFIGS))
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS,
+                        help=f"comma-separated, run in this order (repeats allowed), from: {','.join(CONFIGS)} (default {DEFAULT_CONFIGS})")
     parser.add_argument("--rows", type=int, default=None, help="override the row count of every shape")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keras-deterministic", action="store_true",
                         help="run the Keras reference with TF op determinism on, as train_stack runs (default: off)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help=f"Markdown file to append to (default {RESULTS})")
-    parser.add_argument("--no-append", action="store_true", help="print only, do not append to the results file")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"Markdown file to update (default {RESULTS})")
+    parser.add_argument("--no-append", action="store_true", help="print only, do not write the results file")
     args = parser.parse_args(argv)
 
     shapes = [SHAPES[s.strip()] for s in args.shapes.split(",") if s.strip()]
@@ -423,20 +441,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
 
-    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    header = [
-        f"date: {when}",
-        f"machine: {machine()}",
-        f"commit: {git_commit()}",
-        f"python {platform.python_version()}, tensorflow {tf.__version__}, keras {keras.__version__}, "
-        f"TF threads intra/inter {tf.config.threading.get_intra_op_parallelism_threads()}/"
-        f"{tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)",
-        f"command: bench/train_throughput.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
-        f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
-    ]
-    print("\n".join(header), flush=True)
+    run = _common.Run(_common.command_line("train_throughput.py"))
+    run.extra.append(f"tensorflow {tf.__version__}, keras {keras.__version__}, TF threads intra/inter "
+                     f"{tf.config.threading.get_intra_op_parallelism_threads()}/"
+                     f"{tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)")
+    print(run.header(finished=False), flush=True)
+    peaks = [_common.matmul_peak_gflops()]
+    print(f"numpy float32 matmul peak: {peaks[0]:.0f} GFLOP/s", flush=True)
 
-    run_started = time.perf_counter()
     rows: list[Row] = []
     for shape in shapes:
         n = args.rows or (shape.quick_rows if args.quick else shape.rows)
@@ -444,39 +456,38 @@ def main(argv: list[str] | None = None) -> int:
         train, val = synthetic(shape, n, args.seed)
         print(f"\n{shape.label}: {len(train):,} train + {len(val):,} validation rows x {shape.features} features, "
               f"batch {shape.batch_size}, latent {shape.latent_dim}, hidden {shape.hidden_dim}, beta {shape.beta}, "
-              f"lr {shape.learning_rate}, 1 warm-up + {timed} timed epochs", flush=True)
-        # the reference first: train_stack turns op determinism on process-wide (see --keras-deterministic)
-        for config in sorted(configs, key=lambda c: c != "keras"):
+              f"lr {shape.learning_rate}, 1 warm-up + {timed} timed epochs, "
+              f"{training_flops(shape) / 1e6:.2f} MFLOP per profile per training step", flush=True)
+        for config in configs:
             row = measure(shape, config, train, val, timed, args.seed, args.keras_deterministic)
             rows.append(row)
-            print(f"  {config:>5}: {statistics.mean(row.epoch_seconds):7.2f} s/epoch "
+            print(f"  {config:>6}: {statistics.mean(row.epoch_seconds):7.2f} s/epoch "
                   f"({', '.join(f'{s:.2f}' for s in row.epoch_seconds)}), {row.profiles_per_second:10,.0f} model-profiles/s, "
                   f"warm-up {row.warmup_seconds:.1f} s, CPU {row.cpu_cores:.2f} cores, "
-                  f"others {_fmt(row.other_cores, '.2f')} cores, ru_maxrss {row.maxrss_mb:,.0f} MB, "
-                  f"RSS before {_fmt(row.rss_before_mb, ',.0f')} MB, "
-                  f"config peak {_fmt(row.config_peak_mb, ',.0f')} MB {row.note}", flush=True)
+                  f"others {_fmt(row.other_cores, '.2f')} cores, "
+                  f"config peak {_fmt(row.config_peak_mb, ',.0f')} MB, val loss {_fmt(row.val_loss, '.4f')} {row.note}", flush=True)
         del train, val
         gc.collect()
-    elapsed = time.perf_counter() - run_started
+        peaks.append(_common.matmul_peak_gflops())
+        print(f"numpy float32 matmul peak: {peaks[-1]:.0f} GFLOP/s", flush=True)
 
-    report = table(rows)
-    footer = (f"run time {elapsed / 60:.1f} min. Epoch 1 (warm-up) excluded; model-profiles/s = K x train rows x timed "
-              f"epochs / timed seconds; speed-up = that / the Keras reference's profiles/s at the same shape; per CPU-s = "
-              f"model-profiles/s / CPU cores used. "
-              f"'other procs' cores' = machine-wide busy CPU minus this process during the timed epochs (> ~0.2: "
-              f"contended, numbers noisy).")
-    print("\n" + report + "\n\n" + footer)
+    peak = max(peaks)
+    flops = ", ".join(f"{s.key} {training_flops(s) / 1e6:.2f}" for s in shapes)
+    report = table(rows, peak)
+    footer = (f"Matmul peak: numpy float32 2048x2048x2048 product, best of 5, measured {len(peaks)} times in this run "
+              f"({', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s); the best, {peak:.0f} GFLOP/s, is the reference. "
+              f"matmul GFLOP/s = model-profiles/s x training-step matmul MFLOP per profile ({flops}: forward, weight "
+              f"gradients, input gradients but the first layer's; element-wise work, validation and batch-norm calibration "
+              f"not counted, so the true fraction is a little higher). Epoch 1 (warm-up) excluded; model-profiles/s = K x "
+              f"train rows x timed epochs / timed seconds; speed-up = that / the mean of the Keras reference runs at the same "
+              f"shape; per CPU-s = model-profiles/s / CPU cores used; 'other procs' cores' = machine-wide busy CPU minus this "
+              f"process during the timed epochs (> ~0.2: contended, numbers noisy). val loss: mean over the K members after "
+              f"the last epoch (bf16 rows: compare with the float32 row of the same K, same seeds and data).")
+    body = run.header() + "\n\n" + report + "\n\n" + footer + "\n"
+    print("\n" + body)
     if not args.no_append:
-        path = args.results
-        new = not path.exists()
-        with path.open("a") as out:
-            if new:
-                out.write("# Training throughput: train_stack vs plain Keras model.fit\n\n"
-                          "Appended by `bench/train_throughput.py`; see `bench/README.md`.\n")
-            out.write(f"\n## {when}{' (quick)' if args.quick else ''}\n\n")
-            out.write("\n".join(f"- {line}" for line in header[1:]) + "\n\n")
-            out.write(report + "\n\n" + footer + "\n")
-        print(f"\nappended to {path}")
+        _common.write_section("throughput", "Training throughput: train_stack vs plain Keras model.fit (`train_throughput.py`)"
+                              + (" (quick)" if args.quick else ""), body, args.results)
     return 0
 
 

@@ -252,6 +252,20 @@ def test_train_stack_traces_once_per_signature(data: Data) -> None:
     assert vae.TRACES["run_epoch"] == traced["run_epoch"] + 1
 
 
+def test_bfloat16_matmuls_are_opt_in_and_close(data: Data) -> None:
+    """``matmul_dtype='bfloat16'`` (a speed option, off in the pipeline) trains to nearly the same losses."""
+    from cpvae_assets.models.vae import StackMember, train_stack
+
+    member = StackMember("a", 0.3, 0.0, data.train, data.val, 1)
+    kwargs = {"latent_dim": LATENT, "hidden_dim": HIDDEN, "learning_rate": 3e-3, "batch_size": 32,
+              "encoder_batch_norm": True, "epochs": 3, "patience": 3}
+    full, half = train_stack([member], **kwargs), train_stack([member], **kwargs, matmul_dtype="bfloat16")
+    np.testing.assert_allclose(_curve(half, "a", "val_loss"), _curve(full, "a", "val_loss"), rtol=0.02)
+    assert not np.array_equal(half.weights["enc_w"], full.weights["enc_w"])
+    with pytest.raises(ValueError, match="matmul_dtype 'float16'"):
+        train_stack([member], **kwargs, matmul_dtype="float16")
+
+
 # --------------------------------------------------------------------------------------------- 3. train_model
 
 
