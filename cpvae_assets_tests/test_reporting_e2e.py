@@ -116,6 +116,13 @@ def test_interpretation_assets_store_tables_and_plots(pipeline: Materialised) ->
     trade_off = query(pipeline.lake, "SELECT c.dataset, c.model_type, c.mean_abs_correlation, q.reconstruction_mse "
                                      "FROM latent_correlation_summary c JOIN generation_qc q USING (dataset, model_type)")
     assert len(trade_off) == 3 and trade_off["mean_abs_correlation"].between(0, 1).all()
+    from cpvae_assets.fetch import sha256_of
+
+    # the stored summary names the exact model files it describes
+    stored = query(pipeline.lake, f"SELECT DISTINCT model_files_sha256 FROM trained_models WHERE dataset = '{CP}' "
+                                  "AND model_type = 'beta'")["model_files_sha256"]
+    folder = pipeline.lake / "trained_models" / f"dataset={CP}" / "model_type=beta"
+    assert json.loads(stored.item()) == {n: sha256_of(folder / n) for n in ("decoder.keras", "encoder.keras")}
     top = query(pipeline.lake, f"SELECT latent_feature, count(*) AS n FROM latent_traversal_top "
                                f"WHERE dataset = '{L1000}' GROUP BY ALL")
     assert (top["n"] == 10).all()

@@ -137,7 +137,8 @@ def test_pickled_npz_is_refused(tmp_path: Path) -> None:
 
 def test_keras_model_with_code_is_refused_in_safe_mode(tmp_path: Path) -> None:
     """A .keras file with a Lambda layer (arbitrary Python) does not load."""
-    keras = pytest.importorskip("keras")
+    import keras
+
     from cpvae_assets.models.latent import KerasModel
 
     x = keras.Input((4,))
@@ -257,8 +258,6 @@ def test_ui_binds_to_localhost_by_default() -> None:
 
 
 def test_ui_binds_elsewhere_only_when_asked() -> None:
-    if "HOST" not in (project_root() / "Makefile").read_text():
-        pytest.skip("the Makefile has no HOST variable yet")
     assert re.search(r"--host 0\.0\.0\.0(\s|$)", make_ui("HOST=0.0.0.0"))
 
 

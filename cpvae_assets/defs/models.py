@@ -8,11 +8,18 @@ import numpy as np
 import pandas as pd
 
 from cpvae_assets.defs.execution import TRAINING_OP_TAGS, TRAINING_POOL
-from cpvae_assets.generation import embed, generation_qc as run_generation_qc, to_anndata
+from cpvae_assets.fetch import sha256_of
+from cpvae_assets.generation import embed, to_anndata
+from cpvae_assets.generation import generation_qc as run_generation_qc
 from cpvae_assets.ingest import feature_columns
 from cpvae_assets.io_manager import LakeTables
-from cpvae_assets.models.hyperparameters import BETA_GRID, LAMBDA_GRID, Hyperparameters, paper_defaults
 from cpvae_assets.lake import atomic_path
+from cpvae_assets.models.hyperparameters import (
+    BETA_GRID,
+    LAMBDA_GRID,
+    Hyperparameters,
+    paper_defaults,
+)
 from cpvae_assets.models.latent import load_model
 from cpvae_assets.models.tuning import tune
 from cpvae_assets.partitions import dataset_model_partitions, partition_dimensions
@@ -152,8 +159,11 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, la
     folder = partition_dir(lake.path, "trained_models", dataset, model_type)
     run.model.save(folder)
     save_seed_models(folder, run.seed_models)
+    # the model files are renamed into place before this table: their hashes tie the two together
+    model_files = {p.name: sha256_of(p) for p in sorted(folder.iterdir()) if p.suffix in (".keras", ".npz")}
     summary = run.summary.assign(seconds=run.seconds, **{k: v for k, v in run.hyperparameters.as_dict().items()},
-                                 scaler=str(partition_dir(lake.path, "normalised_splits", dataset) / "scaler.parquet"))
+                                 scaler=str(partition_dir(lake.path, "normalised_splits", dataset) / "scaler.parquet"),
+                                 model_files_sha256=json.dumps(model_files, sort_keys=True))
     real = summary.loc[summary["chosen"], "val_loss"].iloc[0]
     shuffled = summary.loc[summary["role"] == "shuffled", "val_loss"].min()
     png = training_curves_figure(run.curves, f"{dataset} / {model_type}")

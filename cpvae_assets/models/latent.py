@@ -81,9 +81,10 @@ class KerasModel:
         return _in_chunks(lambda part: self.decoder(part, training=False), z)
 
     def save(self, folder: Path) -> None:
-        for name, model in (("encoder.keras", self.encoder), ("decoder.keras", self.decoder)):
-            with atomic_path(folder / name) as tmp:
-                model.save(str(tmp))
+        # both files written before either is renamed: a crash never pairs a new encoder with an old decoder
+        with atomic_path(folder / "encoder.keras") as encoder, atomic_path(folder / "decoder.keras") as decoder:
+            self.encoder.save(str(encoder))
+            self.decoder.save(str(decoder))
 
     @classmethod
     def load(cls, folder: Path) -> KerasModel:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from cpvae_assets.fetch import sha256_of
 from cpvae_assets.ingest import feature_columns
 from cpvae_assets.lake import column_names, read_metadata, read_table
 from cpvae_assets.partitions import MODEL_TYPES
@@ -55,17 +55,9 @@ class ReportData:
         return stacked[["model_type"] + [c for c in stacked.columns if c != "model_type"]]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read(path: Path, files: list[dict], asset: str, model_type: str | None, columns: list[str] | None = None):
     meta = read_metadata(path)
-    files.append({"asset": asset, "model_type": model_type or "", "table": path.stem, "sha256": _sha256(path),
+    files.append({"asset": asset, "model_type": model_type or "", "table": path.stem, "sha256": sha256_of(path),
                   "code_version": str(meta.get("code_version", "")),
                   "config": json.dumps(meta["config"], sort_keys=True) if meta.get("config") else "",
                   "input_files": len(meta.get("inputs") or {})})
