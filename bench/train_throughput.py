@@ -23,13 +23,10 @@ See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -355,35 +352,6 @@ def synthetic(shape: Shape, rows: int, seed: int) -> tuple[np.ndarray, np.ndarra
     x = np.random.default_rng(seed).random((rows, shape.features), dtype=np.float32)
     n_val = max(1, round(VALIDATION_FRACTION * rows))
     return x[: rows - n_val], x[rows - n_val:]
-
-
-def machine() -> str:
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-        mem_gb = f", {int(mem.split()[1]) / 1024**2:.0f} GB RAM"
-    except (OSError, StopIteration, ValueError):
-        mem_gb = ""
-    return f"{os.cpu_count()} CPUs ({model or 'unknown CPU'}){mem_gb}, {platform.system()} {platform.machine()}"
-
-
-def git_commit() -> str:
-    """Short HEAD, plus a mark when the package's sources differ from it (read-only git calls)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        if out.returncode != 0 or not out.stdout.strip():
-            return "unknown"
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "cpvae_assets"], cwd=ROOT, capture_output=True, timeout=10)
-        return out.stdout.strip() + (" (cpvae_assets has uncommitted changes)" if dirty.returncode == 1 else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _fmt(value: float | None, spec: str) -> str:
