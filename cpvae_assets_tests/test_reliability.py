@@ -156,10 +156,13 @@ def test_kill_while_saving_a_keras_model_keeps_the_previous_model(tmp_path: Path
     child = start_child(KERAS_CHILD, str(folder), "save-then-pause", CPVAE_TEST_PAUSE_MARKER=str(marker))
     tmp = kill_when_paused(child, marker)
     assert tmp.name.startswith(".encoder.keras.tmp-") and tmp.stat().st_size > 0
+    # the new decoder was written too, and neither renamed: the pair is replaced together or not at all
+    (decoder,) = [p for p in folder.iterdir() if p.name.startswith(".decoder.keras.tmp-")]
+    assert decoder.stat().st_size > 0
 
     visible = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-    assert visible == ["decoder.keras", "encoder.keras"]
-    for name in visible:
+    assert visible == ["decoder.keras", "encoder.keras", "pair.json"]
+    for name in visible[:2]:
         assert zipfile.is_zipfile(folder / name) and (folder / name).stat().st_size > 0
     assert all(LEFTOVER.search(f"{p.name}") for p in folder.iterdir() if p.name.startswith("."))
 

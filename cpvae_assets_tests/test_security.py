@@ -150,6 +150,27 @@ def test_keras_model_with_code_is_refused_in_safe_mode(tmp_path: Path) -> None:
         KerasModel.load(tmp_path)
 
 
+def test_an_encoder_and_decoder_of_different_saves_are_refused(tmp_path: Path) -> None:
+    """A crash between the two renames leaves a mixed pair: ``pair.json`` makes loading refuse it."""
+    import keras
+
+    from cpvae_assets.models.latent import KerasModel
+
+    def tiny(seed: int) -> KerasModel:
+        keras.utils.set_random_seed(seed)
+        x, z = keras.Input((4,)), keras.Input((2,))
+        h = keras.layers.Dense(2)(x)
+        return KerasModel(keras.Model(x, [h, h]), keras.Model(z, keras.layers.Dense(4)(z)))
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    tiny(1).save(old)
+    tiny(2).save(new)
+    assert KerasModel.load(old).latent_dim == 2
+    (new / "decoder.keras").replace(old / "decoder.keras")
+    with pytest.raises(ModelFileError, match=r"not the pair pair\.json names"):
+        KerasModel.load(old)
+
+
 @pytest.mark.parametrize("name", ["../x", "a/b", "", "x" * 129, "naïve", "plate\n", ".hidden", "a b", "..", "/abs",
                                   "a\\b", "ＡＢＣ", "data\x00set"])
 def test_unsafe_names_are_refused_before_they_become_paths(lake: Path, name: str) -> None:

@@ -7,6 +7,7 @@ Storage: VAEs as ``encoder.keras`` + ``decoder.keras`` (plain functional Keras m
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +16,9 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from cpvae_assets.lake import atomic_path
+
+KERAS_FILES = ("encoder.keras", "decoder.keras")
+PAIR_FILE = "pair.json"
 
 
 class ModelFileError(RuntimeError):
@@ -81,17 +85,28 @@ class KerasModel:
         return _in_chunks(lambda part: self.decoder(part, training=False), z)
 
     def save(self, folder: Path) -> None:
-        # both files written before either is renamed: a crash never pairs a new encoder with an old decoder
-        with atomic_path(folder / "encoder.keras") as encoder, atomic_path(folder / "decoder.keras") as decoder:
+        """Both files are written before either is renamed (encoder first), then ``pair.json`` with
+        their SHA-256: a crash between the two renames leaves a pair that ``load`` refuses, never
+        one it silently mixes."""
+        with atomic_path(folder / "decoder.keras") as decoder, atomic_path(folder / "encoder.keras") as encoder:
             self.encoder.save(str(encoder))
             self.decoder.save(str(decoder))
+        with atomic_path(folder / PAIR_FILE) as tmp:
+            tmp.write_text(json.dumps({n: _sha256(folder / n) for n in KERAS_FILES}, sort_keys=True))
 
     @classmethod
     def load(cls, folder: Path) -> KerasModel:
         import keras
 
+        pair = folder / PAIR_FILE
+        if pair.is_file():  # absent in lakes written before pair.json existed
+            expected = json.loads(pair.read_text())
+            found = {n: _sha256(folder / n) for n in KERAS_FILES if (folder / n).is_file()}
+            if found != expected:
+                raise ModelFileError(f"{folder}: encoder.keras and decoder.keras are not the pair {PAIR_FILE} names "
+                                     "(an interrupted save?); re-materialise this trained_models partition")
         parts = []
-        for name in ("encoder.keras", "decoder.keras"):
+        for name in KERAS_FILES:
             path = folder / name
             try:
                 # safe_mode: a .keras file may not deserialise code (Lambda layers, pickled functions)
@@ -100,6 +115,12 @@ class KerasModel:
                 raise ModelFileError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc}); "
                                      "re-materialise this trained_models partition") from exc
         return cls(*parts)
+
+
+def _sha256(path: Path) -> str:
+    from cpvae_assets.fetch import sha256_of
+
+    return sha256_of(path)
 
 
 def _in_chunks(fn, x: np.ndarray, size: int = 8192) -> np.ndarray:
