@@ -738,6 +738,18 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         run = dg.materialize(list(defs.assets), selection=["lsa_summary"], instance=instance, resources=resources,
                              run_config={"ops": {"lsa_summary": {"config": {"l1000": "none"}}}}, raise_on_error=False)
         assert run.success, failure_text(run)
+
+        # reproducible: the same stored models and inputs give byte-identical embeddings and LSA tables
+        stored = {p: sha256(p) for a in ["latent_embeddings", *lsa_assets] for p in (lake / a).rglob("*.parquet")}
+        for model_type in ("beta", "pca"):
+            key = dg.MultiPartitionKey({"dataset": dataset, "model_type": model_type})
+            again = dg.materialize(list(defs.assets), selection=["latent_embeddings", *lsa_assets], partition_key=key,
+                                   instance=instance, resources=resources,
+                                   run_config={"ops": {"shuffled_null": {"config": {"permutations": 50}},
+                                                       "latent_embeddings": FAST["ops"]["latent_embeddings"]}},
+                                   raise_on_error=False)
+            assert again.success, failure_text(again)
+        assert len(stored) >= 14 and {p: sha256(p) for p in stored} == stored
         zs = query(lake, "SELECT model_type, method, count(*) AS pairs, count(q) AS with_q FROM lsa_zscores GROUP BY ALL")
         assert set(zs["model_type"]) == {"beta", "pca"} and set(zs["method"]) == {"lsa", "feature_arithmetic",
                                                                                  "mean_of_singles", "best_single"}
