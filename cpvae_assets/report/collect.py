@@ -50,8 +50,10 @@ class ReportData:
     def stacked(self, asset: str, name: str = "data") -> pd.DataFrame:
         """One table of every model type, with a ``model_type`` column first."""
         frames = [self.table(asset, name, m).assign(model_type=m) for m in self.model_types]
-        frames = [f for f in frames if len(f)] or frames[:1]
-        stacked = pd.concat(frames, ignore_index=True)
+        columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+        # all-NA columns left out of the concat (pandas deprecates typing by them) and restored after
+        frames = [f.dropna(axis=1, how="all") for f in frames if len(f)] or frames[:1]
+        stacked = pd.concat(frames, ignore_index=True).reindex(columns=columns)
         return stacked[["model_type"] + [c for c in stacked.columns if c != "model_type"]]
 
 
