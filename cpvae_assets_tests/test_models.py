@@ -315,7 +315,7 @@ def test_export_round_trip(trained, data: Data, tmp_path: Path, objective: str) 
     run = trained(objective)
     folder = tmp_path / "model"
     run.model.save(folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["decoder.keras", "encoder.keras"]
+    assert sorted(p.name for p in folder.iterdir()) == ["decoder.keras", "encoder.keras", "pair.json"]
 
     encoder = keras.models.load_model(folder / "encoder.keras")  # no custom objects needed
     decoder = keras.models.load_model(folder / "decoder.keras")
