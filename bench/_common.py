@@ -190,3 +190,10 @@ def write_section(key: str, title: str, body: str, path: Path = RESULTS) -> None
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
     print(f"\nsection '{key}' of {path} updated")
+
+
+def publish(key: str, title: str, body: str, args) -> None:
+    """Print a benchmark's result and, unless ``--no-append``, replace its section of the results file."""
+    print("\n" + body)
+    if not args.no_append:
+        write_section(key, title + (" (quick)" if args.quick else ""), body, args.results)

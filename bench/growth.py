@@ -130,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "permutations; each size in a fresh process\n\n"
             + _common.markdown_table(sorted(rows, key=lambda r: (STAGES.index(r["stage"]), r["rows"])), columns)
             + "\n\nFitted exponent b of cost ~ rows^b (log-log least squares):\n\n" + _common.markdown_table(fits) + "\n")
-    print("\n" + body)
-    if not args.no_append:
-        _common.write_section("growth", "Growth with rows, 1x-8x CP level 5 (`growth.py`)" + (" (quick)" if args.quick else ""),
-                              body, args.results)
+    _common.publish("growth", "Growth with rows, 1x-8x CP level 5 (`growth.py`)", body, args)
     return 0
 
 

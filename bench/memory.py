@@ -130,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.demo:
         body += ("\n`make demo` was not measured in this run (`bench/memory.py --demo` measures it; `bench/run_all.py` "
                  "runs it).\n")
-    print("\n" + body)
-    if not args.no_append:
-        _common.write_section("memory", "Peak memory: L1000 training, make demo (`memory.py`)" + (" (quick)" if args.quick else ""),
-                              body, args.results)
+    _common.publish("memory", "Peak memory: L1000 training, make demo (`memory.py`)", body, args)
     return 0
 
 

@@ -109,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     body = (run.header() + "\n\n" + _common.markdown_table(rows) + "\n\n"
             "`shuffled_null` as the `shuffled_null` asset calls it; labels permuted over all kept profiles, group means "
             "as one sparse product per chunk of 100 permutations, the decoder traced once before timing.\n")
-    print(body)
-    if not args.no_append:
-        _common.write_section("null", "Shuffled null, CP level-5 shape (`null_benchmark.py`)"
-                              + (" (quick)" if args.quick else ""), body, args.results)
+    _common.publish("null", "Shuffled null, CP level-5 shape (`null_benchmark.py`)", body, args)
     return 0
 
 

@@ -147,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {permutations} null permutations; science functions called directly, not through Dagster\n\n"
             + _common.markdown_table(rows, ["stage", "seconds", "CPU cores used", "RSS before MB", "peak RSS MB", "note"])
             + "\n\nLSA on the synthetic data (a sanity check, not a benchmark):\n\n" + _common.markdown_table(summary) + "\n")
-    print("\n" + body)
-    if not args.no_append:
-        _common.write_section("pipeline", "Whole pipeline, CP level-5 size (`pipeline.py`)" + (" (quick)" if args.quick else ""),
-                              body, args.results)
+    _common.publish("pipeline", "Whole pipeline, CP level-5 size (`pipeline.py`)", body, args)
     del pd
     return 0
 

@@ -125,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + "\n\n" + _common.markdown_table(rows)
             + "\n\nEach query through `cpvae_assets.sql.query` (opens the catalog read-only, runs, closes), as "
             "`make sql` runs it.\n\n" + sql_list + "\n")
-    print("\n" + body)
-    if not args.no_append:
-        _common.write_section("sql", "SQL over the benchmark lake (`sql_benchmark.py`)" + (" (quick)" if args.quick else ""),
-                              body, args.results)
+    _common.publish("sql", "SQL over the benchmark lake (`sql_benchmark.py`)", body, args)
     return 0
 
 

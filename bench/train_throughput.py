@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import resource
 import statistics
 import sys
 import time
@@ -176,36 +175,12 @@ def _system_busy_seconds() -> float | None:
         return None
 
 
-def _reset_peak_rss() -> bool:
-    """Reset this process' VmHWM (``echo 5 > /proc/self/clear_refs``), so it measures one configuration."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _proc_status_mb(field: str) -> float | None:
-    """A memory field of /proc/self/status (VmHWM: peak resident, VmRSS: resident now), in MB."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def _vm_hwm_mb() -> float | None:
-    return _proc_status_mb("VmHWM")
+    return _common.proc_status_mb("VmHWM")
 
 
 def _vm_rss_mb() -> float | None:
-    return _proc_status_mb("VmRSS")
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return _common.proc_status_mb("VmRSS")
 
 
 @dataclass
@@ -317,7 +292,7 @@ def measure(shape: Shape, config: str, train: np.ndarray, val: np.ndarray, timed
     keras.backend.clear_session()
     gc.collect()
     rss_before = _vm_rss_mb()
-    reset = _reset_peak_rss()
+    reset = _common.reset_peak_rss()
     k = CONFIGS[config]
     epochs = 1 + timed_epochs
     started = time.perf_counter()
@@ -341,7 +316,7 @@ def measure(shape: Shape, config: str, train: np.ndarray, val: np.ndarray, timed
     if clock.busy[-1] is not None and clock.busy[1] is not None:
         other = max(0.0, (clock.busy[-1] - clock.busy[1]) / timed - cpu_cores)
     return Row(shape, config, k_models, len(train), epoch_seconds, wall[1] - wall[0], total, cpu_cores, other,
-               _maxrss_mb(), rss_before, _vm_hwm_mb() if reset else None, determinism, note, val_loss)
+               _common.maxrss_mb(), rss_before, _vm_hwm_mb() if reset else None, determinism, note, val_loss)
 
 
 # ---------------------------------------------------------------- data and reporting
@@ -452,10 +427,7 @@ def main(argv: list[str] | None = None) -> int:
               f"process during the timed epochs (> ~0.2: contended, numbers noisy). val loss: mean over the K members after "
               f"the last epoch (bf16 rows: compare with the float32 row of the same K, same seeds and data).")
     body = run.header() + "\n\n" + report + "\n\n" + footer + "\n"
-    print("\n" + body)
-    if not args.no_append:
-        _common.write_section("throughput", "Training throughput: train_stack vs plain Keras model.fit (`train_throughput.py`)"
-                              + (" (quick)" if args.quick else ""), body, args.results)
+    _common.publish("throughput", "Training throughput: train_stack vs plain Keras model.fit (`train_throughput.py`)", body, args)
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from sklearn.decomposition import PCA
 
+from cpvae_assets.fetch import sha256_of
 from cpvae_assets.lake import atomic_path
 
 KERAS_FILES = ("encoder.keras", "decoder.keras")
@@ -92,7 +93,7 @@ class KerasModel:
             self.encoder.save(str(encoder))
             self.decoder.save(str(decoder))
         with atomic_path(folder / PAIR_FILE) as tmp:
-            tmp.write_text(json.dumps({n: _sha256(folder / n) for n in KERAS_FILES}, sort_keys=True))
+            tmp.write_text(json.dumps({n: sha256_of(folder / n) for n in KERAS_FILES}, sort_keys=True))
 
     @classmethod
     def load(cls, folder: Path) -> KerasModel:
@@ -101,7 +102,7 @@ class KerasModel:
         pair = folder / PAIR_FILE
         if pair.is_file():  # absent in lakes written before pair.json existed
             expected = json.loads(pair.read_text())
-            found = {n: _sha256(folder / n) for n in KERAS_FILES if (folder / n).is_file()}
+            found = {n: sha256_of(folder / n) for n in KERAS_FILES if (folder / n).is_file()}
             if found != expected:
                 raise ModelFileError(f"{folder}: encoder.keras and decoder.keras are not the pair {PAIR_FILE} names "
                                      "(an interrupted save?); re-materialise this trained_models partition")
@@ -115,12 +116,6 @@ class KerasModel:
                 raise ModelFileError(f"{path}: cannot load the Keras model ({type(exc).__name__}: {exc}); "
                                      "re-materialise this trained_models partition") from exc
         return cls(*parts)
-
-
-def _sha256(path: Path) -> str:
-    from cpvae_assets.fetch import sha256_of
-
-    return sha256_of(path)
 
 
 def _in_chunks(fn, x: np.ndarray, size: int = 8192) -> np.ndarray:
