@@ -18,7 +18,7 @@ LOCAL_INSTANCE := deploy/dagster.local.yaml
 # TensorFlow: no oneDNN banner, no GPU probing on machines without one
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test ui sql check lock bench instance clean
+.PHONY: install system-packages demo test ui sql check lock bench instance clean
 
 # uv (pinned, from the package index) installs exactly the versions in uv.lock
 $(UV):
@@ -39,7 +39,11 @@ instance:
 demo: install instance
 	$(BIN)/cpvae demo
 
-test: install
+# what the tests need from the system (Chromium, the PostgreSQL server), installed only where missing
+system-packages:
+	@bash deploy/system-packages.sh
+
+test: install system-packages
 	$(BIN)/python -m pytest
 
 ui: install instance

@@ -174,9 +174,18 @@ def test_dockerfile_installs_from_the_lock_with_the_pinned_uv() -> None:
     assert "!uv.lock" in ignore and "!cpvae_assets/" in ignore
 
 
-def test_ci_installs_postgres_and_chromium_when_missing() -> None:
-    script = PROJECT / ".ci" / "run"
+def test_make_test_installs_the_system_packages_ci_uses() -> None:
+    """The README's test command installs what the tests need (one script, also what CI runs)."""
+    script = DEPLOY / "system-packages.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     assert "missing+=(postgresql)" in text and "missing+=(chromium)" in text
     assert "/usr/lib/postgresql/*/bin" in text
+    makefile = (PROJECT / "Makefile").read_text()
+    assert re.search(r"^test: .*system-packages", makefile, re.MULTILINE)
+    assert "deploy/system-packages.sh" in makefile
+    ci = (PROJECT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.MULTILINE) and "apt-get" not in ci
+    # on this machine (the tests run after `make test` installed them) nothing is missing
+    done = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout
