@@ -27,9 +27,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-
 import _common  # noqa: E402
+import numpy as np  # noqa: E402
 
 L1000_ROWS, L1000_GENES = 118_050, 978
 
@@ -38,8 +37,8 @@ def train_memory(rows: int, n_seeds: int, epochs: int) -> list[dict]:
     stages: list[dict] = []
     with _common.Stage("import TensorFlow", stages):
         from cpvae_assets.models.hyperparameters import paper_defaults
+        from cpvae_assets.models.trainer import train_stack  # noqa: F401  (imports TensorFlow and Keras)
         from cpvae_assets.models.training import train_model
-        from cpvae_assets.models.vae import train_stack  # noqa: F401  (imports TensorFlow and Keras)
     with _common.Stage("synthetic data (float32)", stages):
         x = np.random.default_rng(0).random((rows, L1000_GENES), dtype=np.float32)
         n_train, n_val = int(rows * 0.8), int(rows * 0.1)

@@ -19,10 +19,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-import _common  # noqa: E402
 
 CP5_PROFILES, CP5_FEATURES, CP5_LATENT = 10_368, 588, 10
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: the paper's whole pipeline at Cell Painting level-5 size, stage by stage.
 
-Synthetic data from the demo generator (``cpvae_assets.demo_data``) at full size: 10,368 consensus
+Synthetic data from the demo generator (``cpvae_assets.ingestion.demo_data``) at full size: 10,368 consensus
 profiles x 588 features (80 single MOAs, 86 two-MOA pairs, 10 compounds per MOA, 6 doses, 384 DMSO).
 Then, calling the science functions directly (not Dagster: no asset I/O, no run storage, no
 catalog; those add seconds per asset and are measured by `make demo`):
@@ -34,9 +34,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-
 import _common  # noqa: E402
+import numpy as np  # noqa: E402
 
 MODEL_TYPES = ("vanilla", "beta", "mmd", "pca")
 # 6 doses x ((80 singles + 86 pairs) x 10 compounds + 4 others) + 6 plate maps x 64 DMSO = 10,368
@@ -46,11 +45,11 @@ QUICK = {"n_single_moas": 12, "n_pairs": 8, "n_synergistic": 2, "compounds_per_m
 
 def synthetic_level5(quick: bool):
     """The demo generator's level-5 consensus profiles at CP5 size (or a small quick size)."""
-    from cpvae_assets.demo_data import DemoConfig, _design, generate_cell_painting
+    from cpvae_assets.ingestion.demo_data import DemoConfig, design_compounds, generate_cell_painting
 
     cfg = DemoConfig(**(QUICK if quick else FULL))
     rng = np.random.default_rng(cfg.seed)
-    compounds, _, _ = _design(cfg, rng)
+    compounds, _, _ = design_compounds(cfg, rng)
     _, level5 = generate_cell_painting(cfg, compounds, rng)
     return level5
 
@@ -69,14 +68,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from cpvae_assets.generation import embed
-    from cpvae_assets.ingest import feature_columns, ingest_dataset
+    from cpvae_assets.ingestion.registry import dataset_spec
+    from cpvae_assets.ingestion.validate import ingest_dataset
     from cpvae_assets.lsa.arithmetic import Design, group_means, score, shuffled_null, zscores
     from cpvae_assets.lsa.moa_groups import moa_groups
+    from cpvae_assets.models.embedding import embed
     from cpvae_assets.models.hyperparameters import paper_defaults
     from cpvae_assets.models.training import train_model
-    from cpvae_assets.registry import dataset_spec
-    from cpvae_assets.splits import normalise_splits
+    from cpvae_assets.preprocessing.splits import normalise_splits
+    from cpvae_assets.schema import feature_columns
 
     stages: list[dict] = []
 

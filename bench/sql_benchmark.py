@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Benchmark: the catalog's typical SQL queries over a lake of the benchmark pipeline's size.
 
-Writes, with the project's own ``cpvae_assets.lake.write_table`` into a temporary lake, the tables
+Writes, with the project's own ``cpvae_assets.storage.tables.write_table`` into a temporary lake, the tables
 the whole pipeline at Cell Painting level-5 size produces for one dataset (``bench_cp5``) and the
 four model types: ``normalised_splits`` (10,368 x 588 features), ``latent_embeddings`` (10,368 x 10
 per model type), ``training_curves`` (50 epochs x 4 members), ``shuffled_null`` (1,000 permutations x
 86 pairs x 4 methods per model type: 1.4 M rows), ``lsa_distances`` and ``lsa_zscores``; then
-``rebuild_catalog`` and times each query through ``cpvae_assets.sql.query`` (a fresh read-only
+``rebuild_catalog`` and times each query through ``cpvae_assets.storage.sql.query`` (a fresh read-only
 connection per query, as ``make sql`` / ``cpvae sql`` run it): first (cold) and median of 5.
 Target (issue 8): each under 200 ms.
 
@@ -25,13 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-import _common  # noqa: E402
-
 DATASET = "bench_cp5"
-MODEL_TYPES = ("vanilla", "beta", "mmd", "pca")
 METHODS = ("lsa", "feature_arithmetic", "mean_of_singles", "best_single")
 QUERIES = {
     "top z-scores": "SELECT dataset, model_type, pair, method, l2, z, q FROM lsa_zscores WHERE method = 'lsa' "
@@ -46,8 +44,10 @@ QUERIES = {
 
 
 def build_lake(lake: Path, profiles: int, features: int, permutations: int, pairs: int = 86, latent: int = 10) -> dict[str, int]:
-    from cpvae_assets.lake import rebuild_catalog, write_table
-    from cpvae_assets.paths import partition_dir
+    from cpvae_assets.schema import MODEL_TYPES
+    from cpvae_assets.storage.catalog import rebuild_catalog
+    from cpvae_assets.storage.paths import partition_dir
+    from cpvae_assets.storage.tables import write_table
 
     rng = np.random.default_rng(0)
     ids = [f"P{i:06d}" for i in range(profiles)]
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (2 if args.quick else 5)
     profiles, permutations = (1_000, 50) if args.quick else (10_368, 1_000)
 
-    from cpvae_assets.sql import query
+    from cpvae_assets.storage.sql import query
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     sql_list = "\n".join(f"- {name}: `{sql}`" for name, sql in QUERIES.items())
     body = (run.header() + f"\n- lake: {size_mb:.0f} MB of Parquet, written in {build_seconds:.1f} s; rows per view: "
             + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + "\n\n" + _common.markdown_table(rows)
-            + "\n\nEach query through `cpvae_assets.sql.query` (opens the catalog read-only, runs, closes), as "
+            + "\n\nEach query through `cpvae_assets.storage.sql.query` (opens the catalog read-only, runs, closes), as "
             "`make sql` runs it.\n\n" + sql_list + "\n")
     _common.publish("sql", "SQL over the benchmark lake (`sql_benchmark.py`)", body, args)
     return 0

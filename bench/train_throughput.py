@@ -6,7 +6,7 @@ process, for two shapes of the paper (Cell Painting level 5 and L1000) on synthe
 
   (a) keras   a subclassed ``keras.Model`` with a sampling layer and a custom ``train_step`` (the
               paper's way), trained with ``model.fit`` -- the reference, defined in this file;
-  (b) K=1     ``cpvae_assets.models.vae.train_stack`` with one member;
+  (b) K=1     ``cpvae_assets.models.trainer.train_stack`` with one member;
   (c) K=2/4/6 ``train_stack`` with real + column-shuffled pairs, as ``train_model`` builds them
               (n_seeds = 1, 2 (the default), 3).
 
@@ -33,14 +33,14 @@ from pathlib import Path
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from cpvae_assets.models.stack import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE  # noqa: E402
+from cpvae_assets.models.trainer import StackMember, train_stack  # noqa: E402
 from cpvae_assets.models.training import column_shuffled  # noqa: E402
-from cpvae_assets.models.vae import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE, StackMember, train_stack  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 sys.path.insert(0, str(Path(__file__).resolve().parent))

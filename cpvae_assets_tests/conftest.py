@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cpvae_assets.registry import DATA_DIR
+from cpvae_assets.storage.paths import PACKAGE_DATA
 
-REAL_CP = DATA_DIR / "real" / "lincs_cellpainting_plate_SQ00015054.csv.gz"
-REAL_L1000 = DATA_DIR / "real" / "l1000_LJP005_A375_24H.gct.gz"
+REAL_CP = PACKAGE_DATA / "real" / "lincs_cellpainting_plate_SQ00015054.csv.gz"
+REAL_L1000 = PACKAGE_DATA / "real" / "l1000_LJP005_A375_24H.gct.gz"
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +30,31 @@ def lake(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _fast_download_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retried downloads wait milliseconds, not seconds, between attempts in tests."""
-    import cpvae_assets.fetch
+    import cpvae_assets.ingestion.fetch
 
-    monkeypatch.setattr(cpvae_assets.fetch, "BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(cpvae_assets.ingestion.fetch, "BACKOFF_SECONDS", 0.01)
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory):
+    """A certificate authority of the tests' own (trustme), and its PEM file: download tests serve
+    https on 127.0.0.1, as the real sources do, and the client trusts this CA through
+    ``SSL_CERT_FILE`` (in this process and in every child it starts)."""
+    import trustme
+
+    ca = trustme.CA()
+    pem = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    return ca, pem
+
+
+@pytest.fixture
+def tls_context(test_ca, monkeypatch: pytest.MonkeyPatch):
+    """The server side TLS context for 127.0.0.1; the client side trusts it via ``SSL_CERT_FILE``."""
+    import ssl
+
+    ca, pem = test_ca
+    monkeypatch.setenv("SSL_CERT_FILE", str(pem))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context

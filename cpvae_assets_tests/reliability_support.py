@@ -8,6 +8,7 @@ import http.server
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -17,12 +18,29 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpvae_assets.lake import PAUSE_ENV, PAUSE_MARKER_ENV, atomic_path
-from cpvae_assets.paths import project_root
+from cpvae_assets.storage.paths import project_root
+from cpvae_assets.storage.tables import atomic_path
 
 from .conftest import REAL_CP
 
 PLATE = "lincs_cp_plate"
+
+# Every child starts with this: a rename onto a path containing $CPVAE_TEST_PAUSE_BEFORE_RENAME first
+# writes the source path to $CPVAE_TEST_PAUSE_MARKER, then sleeps, so the test can SIGKILL the child
+# exactly between "fully written" and "renamed into place" (the product has no hook for this).
+PAUSE_ENV, PAUSE_MARKER_ENV = "CPVAE_TEST_PAUSE_BEFORE_RENAME", "CPVAE_TEST_PAUSE_MARKER"
+PAUSE_PRELUDE = f"""
+import os as _os, time as _time
+_replace = _os.replace
+def _pausing_replace(src, dst, *args, **kwargs):
+    pattern = _os.environ.get("{PAUSE_ENV}")
+    if pattern and pattern in str(dst):
+        with open(_os.environ["{PAUSE_MARKER_ENV}"], "w") as marker:
+            marker.write(str(src))
+        _time.sleep(300)
+    return _replace(src, dst, *args, **kwargs)
+_os.replace = _pausing_replace
+"""
 
 # materialise a selection of per-dataset assets for one partition, on $DAGSTER_HOME, into $CPVAE_LAKE
 MATERIALISE = """
@@ -84,7 +102,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def start_child(code: str, *args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=project_root(), env=child_env(**env),
+    return subprocess.Popen([sys.executable, "-c", PAUSE_PRELUDE + code, *args], cwd=project_root(), env=child_env(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -135,8 +153,9 @@ class Script:
     requests: list[tuple[str | None, int]] = field(default_factory=list)
 
 
-def serve(script: Script) -> tuple[http.server.ThreadingHTTPServer, str]:
-    """Start a server for ``script`` on 127.0.0.1; returns it and the file's URL."""
+def serve(script: Script, tls: ssl.SSLContext) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Start an https server for ``script`` on 127.0.0.1 (``tls``: the conftest's ``tls_context``);
+    returns it and the file's URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
@@ -174,6 +193,7 @@ def serve(script: Script) -> tuple[http.server.ThreadingHTTPServer, str]:
                 pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/file.csv.gz"
+    return httpd, f"https://127.0.0.1:{httpd.server_address[1]}/file.csv.gz"

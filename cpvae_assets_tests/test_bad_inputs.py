@@ -15,10 +15,11 @@ import pytest
 
 from cpvae_assets.definitions import defs
 from cpvae_assets.defs.sensors import landing_sensor
-from cpvae_assets.io_manager import LakeIOManager
-from cpvae_assets.lake import read_table, rebuild_catalog
-from cpvae_assets.landing import fingerprint
-from cpvae_assets.resources import LakeResource, LincsRemoteResource
+from cpvae_assets.ingestion.landing import fingerprint
+from cpvae_assets.orchestration.io_manager import LakeIOManager
+from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
+from cpvae_assets.storage.catalog import rebuild_catalog
+from cpvae_assets.storage.lake import Lake
 
 from .bad_inputs_corpus import CORPUS, base_plate, csv_bytes, write
 from .conftest import REAL_CP
@@ -108,7 +109,7 @@ def test_utf8_bom_is_accepted_and_stripped(template: Path, lake: Path, shared_in
     (lake / "landing" / PLATE / "excel_export.csv").write_bytes(b"\xef\xbb\xbf" + csv_bytes(base_plate()))
     result = ingest(lake, shared_instance)
     assert result.success
-    stored = read_table(lake / "raw_profiles" / f"dataset={PLATE}" / "data.parquet")
+    stored = Lake(lake).table("raw_profiles", PLATE)
     assert len(stored) == 60 and "Metadata_plate_map_name" in stored.columns
     assert not any("\ufeff" in c for c in stored.columns)
 
@@ -160,7 +161,7 @@ def test_sensor_records_rejected_content_and_accepts_a_corrected_file(template: 
         fixed = tick(instance, lake, third.cursor)
         assert [r.partition_key for r in fixed.run_requests] == [PLATE]
         assert run_requested(instance, lake, fixed).success
-        assert len(read_table(lake / "raw_profiles" / f"dataset={PLATE}" / "data.parquet")) == 60
+        assert len(Lake(lake).table("raw_profiles", PLATE)) == 60
 
         # the rejected content coming back is recognised by its hash and not requested again
         bad.write_bytes(bad_bytes)

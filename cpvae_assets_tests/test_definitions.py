@@ -16,13 +16,14 @@ import pytest
 
 from cpvae_assets.definitions import defs
 from cpvae_assets.defs.sensors import landing_sensor
-from cpvae_assets.demo_data import DemoConfig, generate_demo
-from cpvae_assets.io_manager import LakeIOManager
-from cpvae_assets.lake import read_table
-from cpvae_assets.partitions import MODEL_TYPES, dataset_model_partitions, dataset_partitions, model_type_partitions
-from cpvae_assets.resources import LakeResource, LincsRemoteResource
-from cpvae_assets.splits import FRACTIONS, SPLITS
-from cpvae_assets.sql import query
+from cpvae_assets.ingestion.demo_data import DemoConfig, generate_demo
+from cpvae_assets.orchestration.io_manager import LakeIOManager
+from cpvae_assets.orchestration.partitions import MODEL_TYPES, dataset_model_partitions, dataset_partitions, model_type_partitions
+from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
+from cpvae_assets.preprocessing.splits import FRACTIONS, SPLITS
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.sql import query
+from cpvae_assets.storage.tables import read_table
 
 from .conftest import REAL_CP
 from .helpers import failure_text, sha256
@@ -394,7 +395,7 @@ def test_remote_files_offline_status_and_unknown_dataset(lake: Path, instance: d
     result = dg.materialize(list(defs.assets), selection=["remote_files"], instance=instance,
                             resources=resources(lake))
     assert result.success
-    status = read_table(lake / "remote_files" / "data.parquet")
+    status = Lake(lake).table("remote_files")
     assert set(status["dataset"]) == {"lincs_cp_level5", "lincs_cp_level4"}
     assert set(status["status"]) == {"absent"}
     metadata = result.asset_materializations_for_node("remote_files")[0].metadata

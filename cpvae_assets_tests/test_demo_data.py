@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpvae_assets.demo_data import GROUND_TRUTH, DemoConfig, cellprofiler_feature_names, generate_demo
-from cpvae_assets.ingest import ingest_dataset
-from cpvae_assets.registry import dataset_spec
+from cpvae_assets.ingestion.demo_data import GROUND_TRUTH, DemoConfig, cellprofiler_feature_names, generate_demo
+from cpvae_assets.ingestion.registry import dataset_spec
+from cpvae_assets.ingestion.validate import ingest_dataset
 
 
 @pytest.fixture(scope="module")

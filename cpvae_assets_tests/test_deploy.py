@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from cpvae_assets.definitions import defs
-from cpvae_assets.defs import execution
-from cpvae_assets.defs.execution import EXECUTOR_ENV, MAX_CONCURRENT_ENV, TRAINING_POOL
+from cpvae_assets.defs import runtime
+from cpvae_assets.defs.runtime import EXECUTOR_ENV, MAX_CONCURRENT_ENV, TRAINING_POOL
 
 PROJECT = Path(__file__).resolve().parent.parent
 DEPLOY = PROJECT / "deploy"
@@ -68,17 +68,17 @@ def test_jobs_use_the_multiprocess_executor_with_a_limit(monkeypatch: pytest.Mon
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.executor_def.name == "multiprocess"
     monkeypatch.setenv(MAX_CONCURRENT_ENV, "3")
-    assert execution.max_concurrent() == 3
+    assert runtime.max_concurrent() == 3
     monkeypatch.setenv(MAX_CONCURRENT_ENV, "0")
     with pytest.raises(ValueError, match=MAX_CONCURRENT_ENV):
-        execution.max_concurrent()
+        runtime.max_concurrent()
     monkeypatch.delenv(MAX_CONCURRENT_ENV)
-    assert execution.max_concurrent() >= 2
+    assert runtime.max_concurrent() >= 2
     monkeypatch.setenv(EXECUTOR_ENV, "in_process")
-    assert execution.executor() is dg.in_process_executor
+    assert runtime.executor() is dg.in_process_executor
     monkeypatch.setenv(EXECUTOR_ENV, "threads")
     with pytest.raises(ValueError, match="multiprocess, k8s or in_process"):
-        execution.executor()
+        runtime.executor()
 
 
 def test_k8s_executor_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +87,7 @@ def test_k8s_executor_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch) 
     stand_in.k8s_job_executor = dg.executor(name="k8s")(lambda _: None)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "dagster_k8s", stand_in)
     monkeypatch.setenv(EXECUTOR_ENV, "k8s")
-    assert execution.executor() is stand_in.k8s_job_executor
+    assert runtime.executor() is stand_in.k8s_job_executor
 
 
 def test_local_instance_limits_the_training_pool(tmp_path: Path) -> None:
@@ -150,7 +150,7 @@ def test_helm_values_run_the_code_location_on_kubernetes() -> None:
     assert args[args.index("--module-name") + 1] == MODULE == "cpvae_assets.definitions"
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
     env = {item["name"]: item["value"] for item in deployment["env"]}
-    assert env[EXECUTOR_ENV] == "k8s"  # -> k8s_job_executor (cpvae_assets/defs/execution.py)
+    assert env[EXECUTOR_ENV] == "k8s"  # -> k8s_job_executor (cpvae_assets/defs/runtime.py)
     assert env["CPVAE_LAKE"].startswith("s3://")
     assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
     assert values["concurrency"]["enabled"] is True and values["concurrency"]["pools"]["defaultLimit"] >= 1

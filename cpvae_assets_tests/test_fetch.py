@@ -1,6 +1,6 @@
 """Downloads of LINCS files: resume with Range, sha256 verification, atomic rename, path safety, CLI.
 
-Everything runs against a ``ThreadingHTTPServer`` on 127.0.0.1 that serves seeded random bytes,
+Everything runs against a ``ThreadingHTTPServer`` on 127.0.0.1, over https with the tests' own CA, that serves seeded random bytes,
 honours (or, on request, ignores) ``Range: bytes=N-``, can drop the connection halfway, and logs
 how many body bytes it sent per request, so resume and "no re-download" are measured, not assumed.
 """
@@ -19,17 +19,11 @@ from pathlib import Path
 import pytest
 
 from cpvae_assets.cli import main
-from cpvae_assets.fetch import (
-    FetchError,
-    ManifestEntry,
-    fetch,
-    fetch_file,
-    read_manifest,
-    sha256_of,
-)
-from cpvae_assets.paths import UnsafePathError, landing_dir
-from cpvae_assets.registry import dataset_spec
-from cpvae_assets.resources import LincsRemoteResource
+from cpvae_assets.ingestion.fetch import FetchError, ManifestEntry, fetch_file, read_manifest
+from cpvae_assets.ingestion.registry import dataset_spec
+from cpvae_assets.orchestration.resources import LincsRemoteResource
+from cpvae_assets.storage.hashing import sha256_of
+from cpvae_assets.storage.paths import UnsafePathError, landing_dir
 
 MB = 1 << 20
 PAYLOAD = random.Random(20210527).randbytes(3 * MB + 12345)  # not a multiple of the 1 MB read size
@@ -158,11 +152,12 @@ def _handler(state: FileServer) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def server() -> FileServer:
+def server(tls_context) -> FileServer:
     state = FileServer(base_url="", files={"lincs.csv.gz": PAYLOAD, "other.bin": PAYLOAD[:1000]})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True)
     httpd.daemon_threads = True
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    state.base_url = f"https://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
@@ -204,18 +199,21 @@ def test_fetch_file_downloads_verifies_and_renames(server: FileServer, tmp_path:
     assert server.log[0].body_bytes == len(PAYLOAD)
 
 
-def test_fetch_via_manifest_selects_entries(server: FileServer, tmp_path: Path) -> None:
+def test_fetch_via_manifest_selects_the_datasets_entries(server: FileServer, tmp_path: Path) -> None:
+    spec = dataset_spec("lincs_cp_level5")
+    (wanted,) = spec.remote_files
     manifest = write_manifest(tmp_path / "manifest.tsv", [
         ("remote/dir/lincs.csv.gz", PAYLOAD_SHA, len(PAYLOAD), server.url("lincs.csv.gz")),
-        ("remote/other.bin", hashlib.sha256(PAYLOAD[:1000]).hexdigest(), 1000, server.url("other.bin")),
+        (wanted, hashlib.sha256(PAYLOAD[:1000]).hexdigest(), 1000, server.url("other.bin")),
     ])
     dest = tmp_path / "dest"
-    paths = fetch(manifest, ["remote/other.bin"], dest, progress=False)
-    assert [p.name for p in paths] == ["other.bin"]
+    paths = LincsRemoteResource(manifest=str(manifest)).fetch(spec, dest)
+    assert [p.name for p in paths] == [Path(wanted).name]
     assert paths[0].read_bytes() == PAYLOAD[:1000]
-    assert leftovers(dest) == ["other.bin"]
-    with pytest.raises(FetchError, match="no entry"):
-        fetch(manifest, ["remote/not_listed.bin"], dest, progress=False)
+    assert leftovers(dest) == [Path(wanted).name]
+    other = write_manifest(tmp_path / "other.tsv", [("remote/dir/lincs.csv.gz", PAYLOAD_SHA, len(PAYLOAD), server.url("lincs.csv.gz"))])
+    with pytest.raises(ValueError, match="lists files not in the manifest"):
+        LincsRemoteResource(manifest=str(other)).fetch(spec, dest)
 
 
 # --------------------------------------------------------------------------- resume
@@ -310,7 +308,7 @@ def test_unreachable_server_becomes_fetch_error(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    entry = ManifestEntry("a/b.bin", PAYLOAD_SHA, len(PAYLOAD), f"http://127.0.0.1:{port}/b.bin")
+    entry = ManifestEntry("a/b.bin", PAYLOAD_SHA, len(PAYLOAD), f"https://127.0.0.1:{port}/b.bin")
     with pytest.raises(FetchError, match="interrupted"):
         fetch_file(entry, tmp_path / "dest", progress=False, timeout=5)
     assert not (tmp_path / "dest" / "b.bin").exists()
@@ -386,7 +384,7 @@ def test_read_manifest_parses_entries(tmp_path: Path) -> None:
 
 
 def test_shipped_manifest_is_well_formed() -> None:
-    from cpvae_assets.resources import DEFAULT_MANIFEST
+    from cpvae_assets.orchestration.resources import DEFAULT_MANIFEST
 
     entries = read_manifest(DEFAULT_MANIFEST)
     assert entries

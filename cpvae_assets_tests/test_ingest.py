@@ -18,18 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpvae_assets.demo_data import write_gctx
-from cpvae_assets.ingest import (
-    CONTROL_MOA,
-    IngestError,
-    Ingested,
-    feature_columns,
-    ingest_dataset,
-    landing_files,
-)
-from cpvae_assets.paths import UnsafePathError, check_name, landing_dir
-from cpvae_assets.readers import ProfileFileError, read_profiles
-from cpvae_assets.registry import (
+from cpvae_assets.ingestion.demo_data import write_gctx
+from cpvae_assets.ingestion.landing import IngestError, landing_files
+from cpvae_assets.ingestion.readers import ProfileFileError, read_profiles
+from cpvae_assets.ingestion.registry import (
     LOCAL_SPEC,
     REGISTRY_FILE,
     DatasetSpec,
@@ -37,6 +29,9 @@ from cpvae_assets.registry import (
     dataset_spec,
     load_registry,
 )
+from cpvae_assets.ingestion.validate import Ingested, ingest_dataset
+from cpvae_assets.schema import CONTROL_LABEL, feature_columns
+from cpvae_assets.storage.paths import UnsafePathError, check_name, landing_dir
 from cpvae_assets_tests.conftest import REAL_CP, REAL_L1000
 
 FEATURES = [
@@ -162,7 +157,7 @@ def test_real_cell_painting_plate_ingested_unchanged(landing: Path) -> None:
     assert profiles["Metadata_broad_sample"].fillna("").tolist() == raw["Metadata_broad_sample"].fillna("").tolist()
 
     controls = profiles[profiles["is_control"]]
-    assert set(controls["moa"]) == {CONTROL_MOA}
+    assert set(controls["moa"]) == {CONTROL_LABEL}
     assert (controls["dose"] == 0.0).all()
     treated = profiles[~profiles["is_control"]]
     assert treated["moa"].notna().any()
@@ -193,7 +188,7 @@ def test_real_l1000_plate_ingested_with_moa_join(landing: Path) -> None:
     assert profiles.shape[0] == 377
     assert len(result.features) == 978
     assert int(profiles["is_control"].sum()) == 26
-    assert set(profiles.loc[profiles["is_control"], "moa"]) == {CONTROL_MOA}
+    assert set(profiles.loc[profiles["is_control"], "moa"]) == {CONTROL_LABEL}
     assert set(profiles["stratum"]) == {"A375"}
 
     values, col_meta = _independent_gct_parse(REAL_L1000)
@@ -239,7 +234,7 @@ def test_every_format_reads_back_the_same_profiles(landing: Path, suffix: str) -
     np.testing.assert_array_equal(profiles[FEATURES].to_numpy(), frame[FEATURES].to_numpy())
     assert profiles["compound"].tolist() == frame["Metadata_broad_sample"].tolist()
     assert profiles["is_control"].tolist() == [True, True] + [False] * 6
-    assert profiles["moa"].tolist() == [CONTROL_MOA] * 2 + frame["Metadata_moa"].tolist()[2:]
+    assert profiles["moa"].tolist() == [CONTROL_LABEL] * 2 + frame["Metadata_moa"].tolist()[2:]
     assert profiles["dose"].tolist() == [0.0, 0.0] + [float(d) for d in frame["Metadata_mmoles_per_liter"][2:]]
     assert set(profiles["stratum"]) == {"SQ00000001"}
     assert profiles["source_file"].eq(f"plate{suffix}").all()
@@ -650,7 +645,7 @@ def test_dmso_marking_with_empty_control_cells(landing: Path, suffix: str) -> No
 
     assert profiles["is_control"].tolist() == [True, True, True, True, False, False, False]
     controls = profiles[profiles["is_control"]]
-    assert controls["moa"].tolist() == [CONTROL_MOA] * 4
+    assert controls["moa"].tolist() == [CONTROL_LABEL] * 4
     assert controls["compound"].tolist() == ["DMSO"] * 4
     assert controls["dose"].tolist() == [0.0] * 4
 

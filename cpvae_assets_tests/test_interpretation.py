@@ -202,8 +202,8 @@ def test_every_plot_is_a_png() -> None:
 
 
 def _write_lsa_lake(lake: Path, dataset: str = "toy", model_type: str = "pca") -> dict[str, pd.DataFrame]:
-    from cpvae_assets.lake import write_table
-    from cpvae_assets.paths import partition_dir
+    from cpvae_assets.storage.paths import partition_dir
+    from cpvae_assets.storage.tables import write_table
 
     rng = np.random.default_rng(0)
     features = ["Cells_AreaShape_Area", "Nuclei_Intensity_MeanIntensity_DNA"]
@@ -228,7 +228,8 @@ def test_export_h5ad_round_trip_and_refuses_to_overwrite(lake: Path, tmp_path: P
     import anndata
 
     from cpvae_assets.cli import main
-    from cpvae_assets.export import export
+    from cpvae_assets.report.export import export
+    from cpvae_assets.storage.lake import Lake
 
     frames = _write_lsa_lake(lake)
     out = tmp_path / "out"
@@ -245,13 +246,13 @@ def test_export_h5ad_round_trip_and_refuses_to_overwrite(lake: Path, tmp_path: P
 
     before = (out / "toy_pca_embeddings.h5ad").read_bytes()
     with pytest.raises(FileExistsError, match="toy_pca_lsa_predictions.h5ad: already exists; pass --overwrite"):
-        export(lake, "toy", "pca", "h5ad", out)
+        export(Lake(lake), "toy", "pca", "h5ad", out)
     assert (out / "toy_pca_embeddings.h5ad").read_bytes() == before
     assert main(["--lake", str(lake), "export", "toy", "pca", "-o", str(out), "--overwrite"]) == 0
     with pytest.raises(ValueError, match="unknown export format 'csv'"):
-        export(lake, "toy", "pca", "csv", out)
+        export(Lake(lake), "toy", "pca", "csv", out)
     with pytest.raises(FileNotFoundError, match="toy / beta: not materialised yet"):
-        export(lake, "toy", "beta", "h5ad", tmp_path / "other")
+        export(Lake(lake), "toy", "beta", "h5ad", tmp_path / "other")
     assert not (tmp_path / "other").exists()
 
 

@@ -15,17 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from cpvae_assets.cli import main
-from cpvae_assets.lake import (
+from cpvae_assets.storage.catalog import discover_tables, rebuild_catalog
+from cpvae_assets.storage.paths import DATA_FILE, catalog_path, partition_dir, project_root, table_file
+from cpvae_assets.storage.sql import QueryRefused, connect, query
+from cpvae_assets.storage.tables import (
     atomic_path,
     column_names,
-    discover_tables,
     read_metadata,
     read_table,
-    rebuild_catalog,
     write_table,
 )
-from cpvae_assets.paths import catalog_path, partition_dir, project_root
-from cpvae_assets.sql import QueryRefused, connect, query
 
 
 def profiles(n: int, features: list[str], seed: int = 0) -> pd.DataFrame:
@@ -50,7 +49,7 @@ def views(con) -> set[str]:
 def test_write_read_round_trip_with_metadata(lake: Path) -> None:
     frame = profiles(7, ["f1", "f2"])
     frame["dose"] = [0.1, 1.0, 10.0, np.nan, 3.0, 1.0, 2.0]
-    target = partition_dir(lake, "raw_profiles", "a") / "data.parquet"
+    target = table_file(partition_dir(lake, "raw_profiles", "a"))
     meta = {"rows": 7, "features": ["f1", "f2"], "source": Path("/x/y.csv"), "nested": {"k": 1.5}}
 
     assert write_table(frame, target, meta) == target
@@ -64,13 +63,13 @@ def test_write_read_round_trip_with_metadata(lake: Path) -> None:
 
 
 def test_read_metadata_of_plain_file_is_empty(lake: Path) -> None:
-    target = lake / "t" / "data.parquet"
+    target = lake / "t" / DATA_FILE
     write_table(profiles(2, ["f"]), target)
     assert read_metadata(target) == {}
 
 
 def test_failed_write_keeps_previous_file_and_leaves_no_tmp(lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = partition_dir(lake, "raw_profiles", "a") / "data.parquet"
+    target = table_file(partition_dir(lake, "raw_profiles", "a"))
     old = profiles(5, ["f1"], seed=1)
     write_table(old, target, {"version": 1})
     seen: list[Path] = []
@@ -91,7 +90,7 @@ def test_failed_write_keeps_previous_file_and_leaves_no_tmp(lake: Path, monkeypa
     monkeypatch.undo()
     pd.testing.assert_frame_equal(read_table(target), old)
     assert read_metadata(target) == {"version": 1}
-    assert sorted(p.name for p in target.parent.iterdir()) == ["data.parquet"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [DATA_FILE]
 
 
 def test_atomic_path_failure_without_previous_file_leaves_nothing(tmp_path: Path) -> None:
@@ -114,19 +113,19 @@ def test_atomic_path_failure_without_previous_file_leaves_nothing(tmp_path: Path
 @pytest.fixture
 def populated(lake: Path) -> Path:
     """A lake with two raw datasets of different features, a side table and a two-level partition."""
-    write_table(profiles(4, ["f1", "f2"]), partition_dir(lake, "raw_profiles", "a") / "data.parquet")
-    write_table(profiles(6, ["f1", "f3"], seed=2), partition_dir(lake, "raw_profiles", "b") / "data.parquet")
+    write_table(profiles(4, ["f1", "f2"]), table_file(partition_dir(lake, "raw_profiles", "a")))
+    write_table(profiles(6, ["f1", "f3"], seed=2), table_file(partition_dir(lake, "raw_profiles", "b")))
     splits = profiles(4, ["f1"])
     splits["split"] = ["train", "train", "val", "test"]
-    write_table(splits, partition_dir(lake, "normalised_splits", "a") / "data.parquet")
+    write_table(splits, table_file(partition_dir(lake, "normalised_splits", "a")))
     write_table(pd.DataFrame({"feature": ["f1"], "mean": [0.0], "std": [1.0]}),
-                partition_dir(lake, "normalised_splits", "a") / "scaler.parquet")
+                table_file(partition_dir(lake, "normalised_splits", "a"), "scaler"))
     write_table(pd.DataFrame({"z0": [0.1, 0.2], "z1": [1.0, 2.0]}),
-                partition_dir(lake, "foo", "a", "pca") / "data.parquet")
+                table_file(partition_dir(lake, "foo", "a", "pca")))
     # things that are not asset tables
     write_table(pd.DataFrame({"x": [1]}), lake / "landing" / "a" / "looks_like.parquet")
     write_table(pd.DataFrame({"x": [1]}), lake / "tmp" / "scratch.parquet")
-    write_table(pd.DataFrame({"x": [1]}), lake / ".hidden_asset" / "dataset=a" / "data.parquet")
+    write_table(pd.DataFrame({"x": [1]}), lake / ".hidden_asset" / "dataset=a" / DATA_FILE)
     write_table(pd.DataFrame({"x": [1]}), partition_dir(lake, "foo", "a", "pca") / ".data.parquet")
     return lake
 
@@ -135,9 +134,9 @@ def test_discover_tables(populated: Path) -> None:
     lake = populated
     found = discover_tables(lake)
     assert set(found) == {"raw_profiles", "normalised_splits", "normalised_splits_scaler", "foo"}
-    assert found["raw_profiles"] == str(lake / "raw_profiles" / "*" / "data.parquet")
+    assert found["raw_profiles"] == str(lake / "raw_profiles" / "*" / DATA_FILE)
     assert found["normalised_splits_scaler"] == str(lake / "normalised_splits" / "*" / "scaler.parquet")
-    assert found["foo"] == str(lake / "foo" / "*" / "*" / "data.parquet")
+    assert found["foo"] == str(lake / "foo" / "*" / "*" / DATA_FILE)
     assert discover_tables(lake / "does_not_exist") == {}
 
 
@@ -174,8 +173,8 @@ def test_rebuild_catalog_views_and_union_by_name(populated: Path) -> None:
 def test_catalog_rebuild_picks_up_new_tables_and_partitions(populated: Path) -> None:
     lake = populated
     rebuild_catalog(lake)
-    write_table(profiles(3, ["f4"]), partition_dir(lake, "raw_profiles", "c") / "data.parquet")
-    write_table(pd.DataFrame({"k": [1]}), partition_dir(lake, "bar", "a") / "data.parquet")
+    write_table(profiles(3, ["f4"]), table_file(partition_dir(lake, "raw_profiles", "c")))
+    write_table(pd.DataFrame({"k": [1]}), table_file(partition_dir(lake, "bar", "a")))
     # a glob view sees a new partition without a rebuild; a new asset needs one
     assert query(lake, "SELECT count(DISTINCT dataset) AS n FROM raw_profiles")["n"].item() == 3
     with pytest.raises(duckdb.CatalogException):
@@ -185,7 +184,7 @@ def test_catalog_rebuild_picks_up_new_tables_and_partitions(populated: Path) -> 
 
 
 def test_query_builds_a_missing_catalog(lake: Path) -> None:
-    write_table(pd.DataFrame({"v": [1, 2, 3]}), partition_dir(lake, "things", "d") / "data.parquet")
+    write_table(pd.DataFrame({"v": [1, 2, 3]}), table_file(partition_dir(lake, "things", "d")))
     assert not catalog_path(lake).exists()
     assert query(lake, "SELECT sum(v) AS s FROM things")["s"].item() == 6
     assert catalog_path(lake).exists()
@@ -273,7 +272,7 @@ def test_query_settings_cannot_be_changed_from_a_select(populated: Path) -> None
 REBUILD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from cpvae_assets.lake import rebuild_catalog
+    from cpvae_assets.storage.catalog import rebuild_catalog
     rebuild_catalog(Path(sys.argv[1]))
     print("rebuilt")
 """)
@@ -290,7 +289,7 @@ def test_rebuild_in_another_process_while_a_reader_holds_the_catalog(populated: 
     held = duckdb.connect(str(catalog_path(lake)), read_only=True)
     try:
         assert held.execute("SELECT count(*) FROM raw_profiles").fetchone() == (10,)
-        write_table(pd.DataFrame({"w": [7, 8]}), partition_dir(lake, "new_asset", "a") / "data.parquet")
+        write_table(pd.DataFrame({"w": [7, 8]}), table_file(partition_dir(lake, "new_asset", "a")))
 
         done = rebuild_in_subprocess(lake)
 

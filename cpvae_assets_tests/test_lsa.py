@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from cpvae_assets.lsa.arithmetic import METHODS, Design, group_means, score, shuffled_null, zscores
-from cpvae_assets.lsa.moa_groups import NoControlError, annotation_pairs, moa_groups, parse_moa
-from cpvae_assets.lsa.summary import figure6, figure7, ground_truth_scores, pair_key
-from cpvae_assets.registry import DATA_DIR
+from cpvae_assets.lsa.moa_groups import NoControlError, moa_groups
+from cpvae_assets.lsa.summary import figure6, figure7, ground_truth_scores
+from cpvae_assets.schema import pair_key, parse_moa
+from cpvae_assets.storage.paths import PACKAGE_DATA
 
 
 def profiles(moas: list[str | None], per_compound: int = 3) -> pd.DataFrame:
@@ -22,10 +23,17 @@ def profiles(moas: list[str | None], per_compound: int = 3) -> pd.DataFrame:
 
 
 def test_real_annotation_counts_match_the_lincs_readme() -> None:
-    table = pd.read_csv(DATA_DIR / "repurposing_info_external_moa_map_resolved.tsv", sep="\t")
-    counts = annotation_pairs(table)
-    assert counts == {"compounds_one_moa": 1304, "compounds_two_moas": 170, "compounds_3plus_moas": 44,
-                      "compounds_no_moa": 52, "distinct_pairs": 133, "pairs_with_both_singles": 86}
+    table = pd.read_csv(PACKAGE_DATA / "repurposing_info_external_moa_map_resolved.tsv", sep="\t")
+    # one profile per compound, plus one control: the platform's own grouping of the annotation
+    frame = pd.DataFrame({"profile_id": table["broad_id"], "compound": table["broad_id"], "moa": table["moa"],
+                          "is_control": False})
+    frame = pd.concat([frame, pd.DataFrame([{"profile_id": "dmso", "compound": "DMSO", "moa": None,
+                                             "is_control": True}])], ignore_index=True)
+    result = moa_groups(frame)
+    pairs = result.groups[result.groups["kind"] == "pair"]
+    assert (len(pairs), int(pairs["profiles"].sum()), int((pairs["singles_present"] == True).sum())) == (133, 170, 86)  # noqa: E712
+    assert result.excluded["compounds_with_3plus_moas"] == 44 and result.excluded["profiles_without_moa"] == 52
+    assert int((frame["moa"].map(parse_moa).map(len) == 1).sum()) == 1304
 
 
 @pytest.mark.parametrize("spelling", ["HDAC inhibitor|EGFR inhibitor", " egfr inhibitor | HDAC Inhibitor ",

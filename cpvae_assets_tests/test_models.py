@@ -14,6 +14,9 @@ import pandas as pd
 import pytest
 
 from cpvae_assets.models.hyperparameters import PAPER, Hyperparameters, loss_weights, paper_defaults
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.paths import DATA_FILE
+
 from .helpers import failure_text, sha256
 
 N_PROFILES, N_FEATURES, RANK, LATENT, HIDDEN = 480, 48, 3, 3, 16
@@ -77,19 +80,19 @@ def trained(data: Data):
 def test_mmd_is_zero_for_identical_samples_and_positive_for_shifted() -> None:
     import tensorflow as tf
 
-    from cpvae_assets.models.vae import _mmd
+    from cpvae_assets.models.stack import mmd_squared
 
     rng = np.random.default_rng(0)
     z = rng.standard_normal((1, 64, 4)).astype(np.float32)
     other = rng.standard_normal((1, 64, 4)).astype(np.float32)
-    same = _mmd(tf.constant(z), tf.constant(z)).numpy()
+    same = mmd_squared(tf.constant(z), tf.constant(z)).numpy()
     assert same.shape == (1,) and abs(same[0]) < 1e-6
-    same_distribution = _mmd(tf.constant(z), tf.constant(other)).numpy()[0]
-    shifted = _mmd(tf.constant(z), tf.constant(z + 3.0)).numpy()[0]
+    same_distribution = mmd_squared(tf.constant(z), tf.constant(other)).numpy()[0]
+    shifted = mmd_squared(tf.constant(z), tf.constant(z + 3.0)).numpy()[0]
     assert shifted > 0.5
     assert 0 <= same_distribution < shifted / 10
     # one value per model of the stack: model 0 compares identical codes, model 1 shifted ones
-    stacked = _mmd(tf.constant(np.concatenate([z, z])), tf.constant(np.concatenate([z, z + 3.0]))).numpy()
+    stacked = mmd_squared(tf.constant(np.concatenate([z, z])), tf.constant(np.concatenate([z, z + 3.0]))).numpy()
     assert abs(stacked[0]) < 1e-6
     assert stacked[1] == pytest.approx(shifted, rel=1e-5)
 
@@ -97,9 +100,9 @@ def test_mmd_is_zero_for_identical_samples_and_positive_for_shifted() -> None:
 def _tiny_stack(k: int = 2):
     import tensorflow as tf
 
-    from cpvae_assets.models.vae import _Stack
+    from cpvae_assets.models.stack import Stack
 
-    stack = _Stack(k, n_in=6, hidden=5, latent=2, batch_norm=False, seeds=list(range(k)))
+    stack = Stack(k, n_in=6, hidden=5, latent=2, batch_norm=False, seeds=list(range(k)))
     for var in (stack.mean_w, stack.mean_b, stack.logvar_w, stack.logvar_b):
         var.assign(tf.zeros_like(var))
     x = tf.constant(np.random.default_rng(1).random((k, 16, 6)).astype(np.float32))
@@ -118,11 +121,11 @@ def _draws(x, seed: int, latent: int = 2):
 def test_kl_is_zero_at_the_prior_and_matches_the_closed_form() -> None:
     import tensorflow as tf
 
-    from cpvae_assets.models.vae import _losses
+    from cpvae_assets.models.stack import losses
 
     stack, x = _tiny_stack()
     kl_w, mmd_w = tf.constant([1.0, 1.0]), tf.constant([0.0, 0.0])
-    total, recon, kl, _ = (t.numpy() for t in _losses(stack, x, kl_w, mmd_w, *_draws(x, 0), False))
+    total, recon, kl, _ = (t.numpy() for t in losses(stack, x, kl_w, mmd_w, *_draws(x, 0), False))
     np.testing.assert_array_equal(kl, [0.0, 0.0])  # z_mean = 0, z_log_var = 0: q(z|x) is the prior
     np.testing.assert_allclose(total, recon, rtol=1e-6)
     assert (recon > 0).all()
@@ -131,19 +134,19 @@ def test_kl_is_zero_at_the_prior_and_matches_the_closed_form() -> None:
     mu, v = np.array([0.5, -1.0], np.float32), np.array([0.7, -0.4], np.float32)
     stack.mean_b.assign(np.stack([mu, np.zeros(2, np.float32)])[:, None, :])
     stack.logvar_b.assign(np.stack([np.zeros(2, np.float32), v])[:, None, :])
-    kl = _losses(stack, x, kl_w, mmd_w, *_draws(x, 0), False)[2].numpy()
+    kl = losses(stack, x, kl_w, mmd_w, *_draws(x, 0), False)[2].numpy()
     np.testing.assert_allclose(kl, [0.5 * np.sum(mu**2), -0.5 * np.sum(1 + v - np.exp(v))], rtol=1e-5)
 
 
 def test_total_loss_weights_each_part_per_model() -> None:
     import tensorflow as tf
 
-    from cpvae_assets.models.vae import _losses
+    from cpvae_assets.models.stack import losses
 
     stack, x = _tiny_stack()
     stack.mean_b.assign(tf.fill(stack.mean_b.shape, 0.8))
     kl_w, mmd_w = tf.constant([0.5, 0.0]), tf.constant([0.0, 20.0])
-    total, recon, kl, mmd = (t.numpy() for t in _losses(stack, x, kl_w, mmd_w, *_draws(x, 3), True))
+    total, recon, kl, mmd = (t.numpy() for t in losses(stack, x, kl_w, mmd_w, *_draws(x, 3), True))
     assert (kl > 0).all() and (mmd > 0).all()
     np.testing.assert_allclose(total, recon + kl_w.numpy() * kl + mmd_w.numpy() * mmd, rtol=1e-6)
 
@@ -186,7 +189,7 @@ def stack_runs(data: Data) -> dict:
     """Member ``a`` alone and as the second member of a stack of two. ``b`` comes first (its seed would
     drive anything shared, e.g. noise or batch order) and differs in data, seed and objective (MMD),
     so only independence of the members makes ``a``'s history equal to its solo run."""
-    from cpvae_assets.models.vae import StackMember, train_stack
+    from cpvae_assets.models.trainer import StackMember, train_stack
 
     other = low_rank(seed=5)
     a = StackMember("a", 0.3, 0.0, data.train, data.val, 1)
@@ -243,30 +246,36 @@ def test_train_stack_traces_once_per_signature(data: Data) -> None:
     """The compiled epoch functions are cached per (K, features, hidden, latent, batch norm, MMD): a
     call with other data, rows, batch size, learning rate, seed or loss weight traces nothing (issue 4:
     each tuning trial used to pay the tracing), and a reused trainer trains exactly as a fresh one."""
-    from cpvae_assets.models import vae
+    from cpvae_assets.models.trainer import StackMember, compiled_traces, train_stack
+
+    hidden = HIDDEN + 3  # shapes no other test uses: these signatures start untraced in this process
 
     def run(member, latent: int = LATENT + 1, **changes):
-        kwargs = {"latent_dim": latent, "hidden_dim": HIDDEN, "learning_rate": 3e-3, "batch_size": 32,
+        kwargs = {"latent_dim": latent, "hidden_dim": hidden, "learning_rate": 3e-3, "batch_size": 32,
                   "encoder_batch_norm": True, "epochs": 2, "patience": 2} | changes
-        return vae.train_stack([member], **kwargs)
+        return train_stack([member], **kwargs)
 
-    vae._TRAINERS.clear()
-    first = run(vae.StackMember("a", 0.3, 0.0, data.train, data.val, 1))  # traces (fresh trainer)
-    traced = dict(vae.TRACES)
+    def traces(latent: int) -> dict[str, int]:
+        return {name: count for sig, counts in compiled_traces().items() if (sig.hidden, sig.latent) == (hidden, latent)
+                for name, count in counts.items()}
+
+    first = run(StackMember("a", 0.3, 0.0, data.train, data.val, 1))  # traces (fresh trainer)
+    traced = traces(LATENT + 1)
+    assert traced == {"run_epoch": 1, "evaluate": 1, "calibrate": 1}
     other = low_rank(seed=9)
-    run(vae.StackMember("b", 1.0, 0.0, other[:200], other[200:230], 4), learning_rate=1e-3, batch_size=40)
-    again = run(vae.StackMember("a", 0.3, 0.0, data.train, data.val, 1))
-    assert dict(vae.TRACES) == traced, "same signature, other data / rows / batch / lr / seed: no new trace"
+    run(StackMember("b", 1.0, 0.0, other[:200], other[200:230], 4), learning_rate=1e-3, batch_size=40)
+    again = run(StackMember("a", 0.3, 0.0, data.train, data.val, 1))
+    assert traces(LATENT + 1) == traced, "same signature, other data / rows / batch / lr / seed: no new trace"
     for name, value in first.weights.items():
         assert np.array_equal(again.weights[name], value), name
     assert again.history == first.history
-    run(vae.StackMember("a", 0.3, 0.0, data.train, data.val, 1), latent=LATENT + 2)  # another shape: one more trace
-    assert vae.TRACES["run_epoch"] == traced["run_epoch"] + 1
+    run(StackMember("a", 0.3, 0.0, data.train, data.val, 1), latent=LATENT + 2)  # another shape: one more trace
+    assert traces(LATENT + 2)["run_epoch"] == 1 and traces(LATENT + 1) == traced
 
 
 def test_bfloat16_matmuls_are_opt_in_and_close(data: Data) -> None:
     """``matmul_dtype='bfloat16'`` (a speed option, off in the pipeline) trains to nearly the same losses."""
-    from cpvae_assets.models.vae import StackMember, train_stack
+    from cpvae_assets.models.trainer import StackMember, train_stack
 
     member = StackMember("a", 0.3, 0.0, data.train, data.val, 1)
     kwargs = {"latent_dim": LATENT, "hidden_dim": HIDDEN, "learning_rate": 3e-3, "batch_size": 32,
@@ -322,11 +331,13 @@ def test_column_shuffled_keeps_marginals_and_destroys_correlation(data: Data) ->
 def test_export_round_trip(trained, data: Data, tmp_path: Path, objective: str) -> None:
     import keras
 
-    from cpvae_assets.models.latent import KerasModel, load_model
+    from cpvae_assets.models.latent import KerasModel
+    from cpvae_assets.models.store import ModelStore
 
     run = trained(objective)
-    folder = tmp_path / "model"
-    run.model.save(folder)
+    store = ModelStore(Lake(tmp_path))
+    store.save("d", objective, run.model)
+    folder = store.folder("d", objective)
     assert sorted(p.name for p in folder.iterdir()) == ["decoder.keras", "encoder.keras", "pair.json"]
 
     encoder = keras.models.load_model(folder / "encoder.keras")  # no custom objects needed
@@ -340,7 +351,7 @@ def test_export_round_trip(trained, data: Data, tmp_path: Path, objective: str) 
     np.testing.assert_allclose(np.asarray(encoder(x, training=False)[0]), z, atol=1e-5)
     np.testing.assert_allclose(np.asarray(decoder(z, training=False)), run.model.decode(z), atol=1e-5)
 
-    loaded = load_model(folder, objective)
+    loaded = store.load("d", objective)
     assert isinstance(loaded, KerasModel) and loaded.latent_dim == LATENT
     np.testing.assert_allclose(loaded.encode(x), z, atol=1e-5)
     np.testing.assert_allclose(loaded.decode(z), run.model.decode(z), atol=1e-5)
@@ -356,11 +367,12 @@ def test_exported_models_equal_the_stack_inference_forward(stack_runs: dict, dat
 
     import tensorflow as tf
 
-    from cpvae_assets.models.vae import _Stack, decode_prior, keras_models
+    from cpvae_assets.models.keras_export import decode_prior, keras_models
+    from cpvae_assets.models.stack import Stack
 
     result = dataclasses.replace(stack_runs["ba"], encoder_batch_norm=batch_norm)
     k = len(result.members)
-    stack = _Stack(k, N_FEATURES, HIDDEN, LATENT, batch_norm, [m.seed for m in result.members])
+    stack = Stack(k, N_FEATURES, HIDDEN, LATENT, batch_norm, [m.seed for m in result.members])
     for name, var in stack.state.items():
         var.assign(result.weights[name])
     if batch_norm:  # calibrated statistics, not the initial 0 / 1
@@ -383,8 +395,9 @@ def test_exported_models_equal_the_stack_inference_forward(stack_runs: dict, dat
 
 
 def test_pca_model(trained, data: Data, tmp_path: Path) -> None:
-    from cpvae_assets.generation import simulate
-    from cpvae_assets.models.latent import PcaModel, load_model
+    from cpvae_assets.models.generation import simulate
+    from cpvae_assets.models.latent import PcaModel
+    from cpvae_assets.models.store import ModelStore
 
     run = trained("pca")
     summary = run.summary.set_index("role")
@@ -397,10 +410,10 @@ def test_pca_model(trained, data: Data, tmp_path: Path) -> None:
     assert isinstance(model, PcaModel) and model.latent_dim == LATENT
     assert ev_real == pytest.approx(model.pca.explained_variance_ratio_.sum())
 
-    folder = tmp_path / "pca"
-    model.save(folder)
-    assert [p.name for p in folder.iterdir()] == ["pca.npz"]
-    loaded = load_model(folder, "pca")
+    store = ModelStore(Lake(tmp_path))
+    store.save("d", "pca", model)
+    assert [p.name for p in store.folder("d", "pca").iterdir()] == ["pca.npz"]
+    loaded = store.load("d", "pca")
     assert isinstance(loaded, PcaModel) and loaded.latent_dim == LATENT
     z = model.encode(data.all)
     np.testing.assert_allclose(loaded.encode(data.all), z, atol=1e-5)
@@ -416,7 +429,7 @@ def test_pca_model(trained, data: Data, tmp_path: Path) -> None:
 
 
 def test_vae_simulation_samples_the_standard_normal(trained) -> None:
-    from cpvae_assets.generation import simulate
+    from cpvae_assets.models.generation import simulate
 
     model = trained("beta").model
     z = np.random.default_rng(7).standard_normal((20, LATENT)).astype(np.float32)
@@ -453,7 +466,7 @@ def test_latent_dim_not_below_feature_count(data: Data, model_type: str) -> None
 
 
 def test_train_stack_refuses_latent_dim_and_mismatched_members(data: Data) -> None:
-    from cpvae_assets.models.vae import StackMember, train_stack
+    from cpvae_assets.models.trainer import StackMember, train_stack
 
     member = StackMember("a", 1.0, 0.0, data.train, data.val, 0)
     with pytest.raises(ValueError, match=f"latent dimension 60 is not smaller than the feature count {N_FEATURES}"):
@@ -491,8 +504,8 @@ def test_too_few_profiles_are_refused(data: Data) -> None:
 
 def test_training_divergence_raises_and_stores_nothing(data: Data, tmp_path: Path) -> None:
     """A huge value in the data (a learning rate of 1e6 is covered by the Dagster test below)."""
+    from cpvae_assets.models.trainer import TrainingDiverged
     from cpvae_assets.models.training import train_model
-    from cpvae_assets.models.vae import TrainingDiverged
 
     train, hp = data.train.copy(), HP.replace(epochs=3, patience=3)
     train[5, 3] = 1e30
@@ -507,7 +520,10 @@ def test_training_divergence_raises_and_stores_nothing(data: Data, tmp_path: Pat
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
 def test_corrupt_model_files_raise_model_file_error(trained, tmp_path: Path, damage: str) -> None:
-    from cpvae_assets.models.latent import ModelFileError, load_model
+    from cpvae_assets.models.latent import ModelFileError
+    from cpvae_assets.models.store import ModelStore
+
+    store = ModelStore(Lake(tmp_path))
 
     def corrupt(path: Path) -> None:
         raw = path.read_bytes()
@@ -515,17 +531,17 @@ def test_corrupt_model_files_raise_model_file_error(trained, tmp_path: Path, dam
                           "empty": b""}[damage])
 
     for model_type, file_name in (("beta", "encoder.keras"), ("beta", "decoder.keras"), ("pca", "pca.npz")):
-        folder = tmp_path / f"{model_type}-{file_name}"
-        trained(model_type).model.save(folder)
-        corrupt(folder / file_name)
+        dataset = f"{model_type}-{file_name}"
+        store.save(dataset, model_type, trained(model_type).model)
+        corrupt(store.folder(dataset, model_type) / file_name)
         with pytest.raises(ModelFileError, match="re-materialise") as caught:
-            load_model(folder, model_type)
+            store.load(dataset, model_type)
         assert file_name in str(caught.value)
 
     with pytest.raises(ModelFileError, match="re-materialise"):
-        load_model(tmp_path / "missing", "mmd")
+        store.load("missing", "mmd")
     with pytest.raises(ModelFileError, match="re-materialise"):
-        load_model(tmp_path / "missing", "pca")
+        store.load("missing", "pca")
 
 
 # --------------------------------------------------------------------------------------------- 8. tuning
@@ -591,7 +607,7 @@ def test_stable(curve: list[float], reconstruction: list[float], expected: bool)
 def test_hausdorff() -> None:
     from scipy.spatial.distance import cdist
 
-    from cpvae_assets.models.tuning import hausdorff
+    from cpvae_assets.models.distances import hausdorff
 
     rng = np.random.default_rng(0)
     a, b = rng.random((30, 5)), rng.random((20, 5)) + 0.5
@@ -616,7 +632,8 @@ def _splits_frame(data: Data) -> pd.DataFrame:
 def test_embed_and_anndata(trained, data: Data, tmp_path: Path) -> None:
     import anndata
 
-    from cpvae_assets.generation import embed, to_anndata
+    from cpvae_assets.models.embedding import embed
+    from cpvae_assets.report.export import to_anndata
 
     model = trained("beta").model
     splits = _splits_frame(data)
@@ -638,7 +655,7 @@ def test_embed_and_anndata(trained, data: Data, tmp_path: Path) -> None:
 
 
 def test_generation_qc(trained, data: Data) -> None:
-    from cpvae_assets.generation import generation_qc
+    from cpvae_assets.models.generation import generation_qc
 
     ids = [f"t{i}" for i in range(len(data.test))]
     qc = generation_qc(trained("beta").model, data.test, ids, seed=0)
@@ -668,12 +685,12 @@ def test_model_assets_end_to_end(lake: Path) -> None:
     import dagster as dg
 
     from cpvae_assets.definitions import defs
-    from cpvae_assets.demo_data import DemoConfig, generate_demo
-    from cpvae_assets.io_manager import LakeIOManager
-    from cpvae_assets.lake import read_table, write_table
-    from cpvae_assets.partitions import dataset_partitions
-    from cpvae_assets.resources import LakeResource, LincsRemoteResource
-    from cpvae_assets.sql import query
+    from cpvae_assets.ingestion.demo_data import DemoConfig, generate_demo
+    from cpvae_assets.orchestration.io_manager import LakeIOManager
+    from cpvae_assets.orchestration.partitions import dataset_partitions
+    from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
+    from cpvae_assets.storage.sql import query
+    from cpvae_assets.storage.tables import read_table, write_table
 
     dataset = "demo_cp_level5"
     generate_demo(lake / "landing", DemoConfig(n_single_moas=8, n_pairs=3, n_synergistic=1, compounds_per_moa=3,
@@ -725,7 +742,7 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         # a retraining that diverges fails the run and leaves the stored model and its summary alone
         partition = models / "model_type=beta"
         stored = {p.name: sha256(p) for p in partition.iterdir() if p.is_file()}
-        tuned = lake / "tuned_hyperparameters" / f"dataset={dataset}" / "model_type=beta" / "data.parquet"
+        tuned = lake / "tuned_hyperparameters" / f"dataset={dataset}" / "model_type=beta" / DATA_FILE
         write_table(read_table(tuned).assign(learning_rate=1e6), tuned)
         key = dg.MultiPartitionKey({"dataset": dataset, "model_type": "beta"})
         diverged = dg.materialize(list(defs.assets), selection=["trained_models", "training_curves"], partition_key=key,

@@ -26,7 +26,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cpvae_assets.partitions import dataset_partitions
+from cpvae_assets.orchestration.partitions import dataset_partitions
+from cpvae_assets.storage.paths import DATA_FILE
 
 from .conftest import REAL_CP
 
@@ -207,4 +208,4 @@ def test_two_partitions_at_once_on_postgres(postgres: Server, lake: Path, tmp_pa
     overlap = min(e1, e2) - max(s1, s2)
     print(f"two runs on PostgreSQL in {elapsed:.1f} s; overlap {overlap:.1f} s")
     for dataset in DATASETS:
-        assert (lake / "normalised_splits" / f"dataset={dataset}" / "data.parquet").is_file()
+        assert (lake / "normalised_splits" / f"dataset={dataset}" / DATA_FILE).is_file()

@@ -1,5 +1,5 @@
 """Crash safety: writers SIGKILLed in the middle of a write (paused deterministically by the
-``CPVAE_TEST_PAUSE_BEFORE_RENAME`` hook of ``lake.atomic_path``, or by a stalling server) leave the
+test's own rename hook in the child it starts, or by a stalling server) leave the
 previous version whole, nothing half-written visible, and a re-run succeeds."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from cpvae_assets.cli import main
-from cpvae_assets.fetch import sha256_of
-from cpvae_assets.lake import discover_tables
-from cpvae_assets.paths import landing_dir
-from cpvae_assets.registry import dataset_spec
-from cpvae_assets.sql import query
+from cpvae_assets.ingestion.registry import dataset_spec
+from cpvae_assets.storage.catalog import discover_tables
+from cpvae_assets.storage.hashing import sha256_of
+from cpvae_assets.storage.paths import landing_dir
+from cpvae_assets.storage.sql import query
 
 from .helpers import failure_text
 from .reliability_support import (
@@ -121,8 +121,7 @@ import os, sys
 from pathlib import Path
 import numpy as np
 import keras
-from cpvae_assets.lake import PAUSE_ENV
-from cpvae_assets.models.latent import KerasModel, load_model
+from cpvae_assets.models.latent import KerasModel
 
 folder, action = Path(sys.argv[1]), sys.argv[2]
 
@@ -140,12 +139,12 @@ def same(a, b):
 if action == "save-then-pause":
     tiny(1).save(folder)
     print("saved v1", flush=True)
-    os.environ[PAUSE_ENV] = "encoder.keras"
+    os.environ["CPVAE_TEST_PAUSE_BEFORE_RENAME"] = "encoder.keras"
     tiny(2).save(folder)
 else:
-    assert same(load_model(folder, "vanilla"), tiny(1)), "the stored model is not version 1"
+    assert same(KerasModel.load(folder), tiny(1)), "the stored model is not version 1"
     tiny(2).save(folder)
-    assert same(load_model(folder, "vanilla"), tiny(2)), "the re-saved model is not version 2"
+    assert same(KerasModel.load(folder), tiny(2)), "the re-saved model is not version 2"
     print("ok", flush=True)
 """
 
@@ -178,11 +177,11 @@ MB = 1 << 20
 
 
 @pytest.fixture
-def remote(tmp_path: Path):
+def remote(tmp_path: Path, tls_context):
     """A 3 MB file served for the registered dataset ``lincs_cp_level5``, and its manifest."""
     data = random.Random(7).randbytes(3 * MB + 4321)
     script = Script(data)
-    httpd, url = serve(script)
+    httpd, url = serve(script, tls_context)
     (path,) = dataset_spec("lincs_cp_level5").remote_files
     manifest = tmp_path / "manifest.tsv"
     manifest.write_text(f"path\tsha256\tsize_bytes\turl\n{path}\t{hashlib.sha256(data).hexdigest()}\t{len(data)}\t{url}\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cpvae_assets.sql import query
+from cpvae_assets.storage.sql import query
 
 from .helpers import failure_text
 from .reliability_support import PLATE, land_plate, start_child
@@ -24,7 +24,7 @@ FROM normalised_splits GROUP BY ALL ORDER BY ALL
 READER = """
 import json, sys, time
 from pathlib import Path
-from cpvae_assets.sql import query
+from cpvae_assets.storage.sql import query
 lake, out, stop, sql = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 with open(out, "w") as handle:
     while not stop.exists():
@@ -43,7 +43,7 @@ import json, os, sys
 from pathlib import Path
 import dagster as dg
 from cpvae_assets.definitions import defs
-from cpvae_assets.sql import query
+from cpvae_assets.storage.sql import query
 from cpvae_assets_tests.reliability_support import land_plate
 dataset, rounds, sql = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 lake = Path(os.environ["CPVAE_LAKE"])

@@ -9,12 +9,13 @@ from pathlib import Path
 import dagster as dg
 
 from cpvae_assets.definitions import defs
-from cpvae_assets.demo_data import DemoConfig, generate_demo
-from cpvae_assets.fetch import sha256_of
-from cpvae_assets.io_manager import LakeIOManager
-from cpvae_assets.lake import read_metadata
-from cpvae_assets.provenance import code_version
-from cpvae_assets.resources import LakeResource, LincsRemoteResource
+from cpvae_assets.ingestion.demo_data import DemoConfig, generate_demo
+from cpvae_assets.orchestration.io_manager import LakeIOManager
+from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
+from cpvae_assets.storage.hashing import sha256_of
+from cpvae_assets.storage.paths import DATA_FILE
+from cpvae_assets.storage.tables import read_metadata
+from cpvae_assets.storage.version import code_version
 
 from .helpers import failure_text
 from .reliability_support import tree
@@ -49,7 +50,7 @@ def test_two_lakes_from_the_same_inputs_are_byte_identical(tmp_path: Path) -> No
 
     # what each file records: code version, the sha256 of what it was computed from, the config
     part = f"dataset={DATASET}"
-    raw, splits, groups = (first / asset / part / "data.parquet" for asset in ASSETS)
+    raw, splits, groups = (first / asset / part / DATA_FILE for asset in ASSETS)
     landing = sorted(p for p in (first / "landing" / DATASET).iterdir() if p.is_file() and p.suffix != ".toml")
     assert read_metadata(raw)["inputs"] == {f"landing/{DATASET}/{p.name}": sha256_of(p) for p in landing}
     assert read_metadata(splits)["inputs"] == {f"raw_profiles/{part}": sha256_of(raw)}
@@ -66,7 +67,7 @@ def test_two_lakes_from_the_same_inputs_are_byte_identical(tmp_path: Path) -> No
                     for node in ASSETS for m in run.asset_materializations_for_node(node)}
         assert recorded["normalised_splits"]["config"].value == {"seed": 0}
         assert recorded["normalised_splits"]["inputs_sha256"].value == {f"raw_profiles/{part}": sha256_of(raw)}
-        assert recorded["moa_groups"]["files_sha256"].value["data.parquet"] == sha256_of(groups)
+        assert recorded["moa_groups"]["files_sha256"].value[DATA_FILE] == sha256_of(groups)
         assert recorded["raw_profiles"]["code_version"].value == code_version()
     assert runs[0].run_id != runs[1].run_id
 

@@ -44,10 +44,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Materialised:
     import dagster as dg
 
     from cpvae_assets.definitions import defs
-    from cpvae_assets.demo_data import DemoConfig, generate_demo
-    from cpvae_assets.io_manager import LakeIOManager
-    from cpvae_assets.partitions import dataset_partitions
-    from cpvae_assets.resources import LakeResource, LincsRemoteResource
+    from cpvae_assets.ingestion.demo_data import DemoConfig, generate_demo
+    from cpvae_assets.orchestration.io_manager import LakeIOManager
+    from cpvae_assets.orchestration.partitions import dataset_partitions
+    from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
 
     root = tmp_path_factory.mktemp("reporting")
     lake, home = root / "lake", root / "dagster_home"
@@ -92,7 +92,7 @@ def _metadata(run, asset: str) -> dict:
 
 
 def test_interpretation_assets_store_tables_and_plots(pipeline: Materialised) -> None:
-    from cpvae_assets.sql import query
+    from cpvae_assets.storage.sql import query
 
     run = pipeline.results[(CP, "beta")]
     for asset, key in (("latent_traversal", "traversal"), ("feature_group_contributions", "heatmap"),
@@ -116,7 +116,7 @@ def test_interpretation_assets_store_tables_and_plots(pipeline: Materialised) ->
     trade_off = query(pipeline.lake, "SELECT c.dataset, c.model_type, c.mean_abs_correlation, q.reconstruction_mse "
                                      "FROM latent_correlation_summary c JOIN generation_qc q USING (dataset, model_type)")
     assert len(trade_off) == 3 and trade_off["mean_abs_correlation"].between(0, 1).all()
-    from cpvae_assets.fetch import sha256_of
+    from cpvae_assets.storage.hashing import sha256_of
 
     # the stored summary names the exact model files it describes
     stored = query(pipeline.lake, f"SELECT DISTINCT model_files_sha256 FROM trained_models WHERE dataset = '{CP}' "
@@ -129,7 +129,7 @@ def test_interpretation_assets_store_tables_and_plots(pipeline: Materialised) ->
 
 
 def test_lsa_summary_has_distinctness_vs_z(pipeline: Materialised) -> None:
-    from cpvae_assets.sql import query
+    from cpvae_assets.storage.sql import query
 
     pairs = query(pipeline.lake, "SELECT dataset, model_type, pair, distinctness, z FROM lsa_summary_distinctness")
     assert set(zip(pairs["dataset"], pairs["model_type"])) == {(CP, "beta"), (CP, "pca"), (L1000, "pca")}
@@ -194,12 +194,12 @@ def test_report_cli_writes_one_file_and_refuses_to_overwrite(pipeline: Materiali
 def test_export_of_a_materialised_partition(pipeline: Materialised, tmp_path: Path) -> None:
     import anndata
 
-    from cpvae_assets.export import export
-    from cpvae_assets.lake import read_table
+    from cpvae_assets.report.export import export
+    from cpvae_assets.storage.lake import Lake
 
-    emb_path, lsa_path = export(pipeline.lake, CP, "beta", "h5ad", tmp_path)
+    emb_path, lsa_path = export(Lake(pipeline.lake), CP, "beta", "h5ad", tmp_path)
     adata = anndata.read_h5ad(emb_path)
-    stored = read_table(pipeline.lake / "latent_embeddings" / f"dataset={CP}" / "model_type=beta" / "data.parquet")
+    stored = Lake(pipeline.lake).table("latent_embeddings", CP, "beta")
     z_cols = [c for c in stored.columns if c.startswith("z_")]
     np.testing.assert_array_equal(adata.obsm["X_latent"], stored[z_cols].to_numpy(np.float32))
     assert list(adata.obs_names) == stored["profile_id"].astype(str).tolist()

@@ -16,17 +16,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpvae_assets.fetch import FetchError, ManifestEntry, check_url, fetch_file
-from cpvae_assets.lake import rebuild_catalog, write_table
+from cpvae_assets.ingestion.fetch import FetchError, ManifestEntry, check_url, fetch_file
 from cpvae_assets.models.latent import ModelFileError, PcaModel
-from cpvae_assets.paths import (
+from cpvae_assets.storage.catalog import rebuild_catalog
+from cpvae_assets.storage.paths import (
     UnsafePathError,
     check_name,
     landing_dir,
     partition_dir,
     project_root,
+    table_file,
 )
-from cpvae_assets.sql import QueryRefused, query
+from cpvae_assets.storage.sql import QueryRefused, query
+from cpvae_assets.storage.tables import write_table
 
 from .reliability_support import Script, serve
 
@@ -35,7 +37,7 @@ PACKAGE = project_root() / "cpvae_assets"
 
 @pytest.fixture
 def stored(lake: Path, tmp_path: Path) -> Path:
-    write_table(pd.DataFrame({"v": [1, 2, 3]}), partition_dir(lake, "things", "a") / "data.parquet")
+    write_table(pd.DataFrame({"v": [1, 2, 3]}), table_file(partition_dir(lake, "things", "a")))
     rebuild_catalog(lake)
     return lake
 
@@ -191,31 +193,32 @@ def test_plain_names_pass(name: str) -> None:
 
 
 @pytest.mark.parametrize("url", ["http://example.org/f.csv.gz", "ftp://example.org/f", "file:///etc/passwd",
-                                 "gopher://x/", "http://127.0.0.1.evil.example/f", "//example.org/f"])
+                                 "gopher://x/", "http://127.0.0.1.evil.example/f", "//example.org/f",
+                                 "http://127.0.0.1:8000/f", "http://localhost/f"])
 def test_only_https_downloads(url: str, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="must use https"):
         fetch_file(ManifestEntry("a/f.csv.gz", "0" * 64, 10, url), tmp_path / "dest", progress=False)
     assert not (tmp_path / "dest").exists()
 
 
-@pytest.mark.parametrize("url", ["https://media.githubusercontent.com/x", "http://127.0.0.1:8000/f", "http://localhost/f"])
-def test_https_and_local_http_are_allowed(url: str) -> None:
+@pytest.mark.parametrize("url", ["https://media.githubusercontent.com/x", "https://127.0.0.1:8000/f"])
+def test_https_is_allowed(url: str) -> None:
     assert check_url(url) == url
 
 
 DATA = os.urandom(200_000)
 
 
-def served_entry(script: Script) -> tuple[ManifestEntry, object]:
-    httpd, url = serve(script)
+def served_entry(script: Script, tls) -> tuple[ManifestEntry, object]:
+    httpd, url = serve(script, tls)
     return ManifestEntry("a/file.csv.gz", hashlib.sha256(script.data).hexdigest(), len(script.data), url), httpd
 
 
 @pytest.mark.parametrize("announce", [True, False], ids=["announced", "unannounced"])
-def test_download_stops_at_the_declared_size(tmp_path: Path, announce: bool) -> None:
+def test_download_stops_at_the_declared_size(tmp_path: Path, announce: bool, tls_context) -> None:
     """A server that sends more than the manifest says is refused; the extra bytes are never stored."""
     script = Script(DATA, extra=b"X" * 5_000_000, announce_length=announce)
-    entry, httpd = served_entry(script)
+    entry, httpd = served_entry(script, tls_context)
     try:
         with pytest.raises(FetchError, match=r"more than the manifest's|announces"):
             fetch_file(entry, tmp_path / "dest", progress=False)
@@ -225,7 +228,7 @@ def test_download_stops_at_the_declared_size(tmp_path: Path, announce: bool) -> 
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == []
 
 
-def test_redirect_to_plain_http_is_refused(tmp_path: Path) -> None:
+def test_redirect_to_plain_http_is_refused(tmp_path: Path, tls_context) -> None:
     import http.server
     import threading
 
@@ -239,9 +242,10 @@ def test_redirect_to_plain_http_is_refused(tmp_path: Path) -> None:
             self.end_headers()
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        entry = ManifestEntry("a/f.csv.gz", "0" * 64, 10, f"http://127.0.0.1:{httpd.server_address[1]}/f")
+        entry = ManifestEntry("a/f.csv.gz", "0" * 64, 10, f"https://127.0.0.1:{httpd.server_address[1]}/f")
         with pytest.raises(FetchError, match="example.org.*must use https"):
             fetch_file(entry, tmp_path / "dest", progress=False)
     finally:
@@ -249,9 +253,9 @@ def test_redirect_to_plain_http_is_refused(tmp_path: Path) -> None:
         httpd.server_close()
 
 
-def test_sha256_is_verified_before_the_file_is_moved_into_place(tmp_path: Path) -> None:
+def test_sha256_is_verified_before_the_file_is_moved_into_place(tmp_path: Path, tls_context) -> None:
     script = Script(DATA)
-    entry, httpd = served_entry(script)
+    entry, httpd = served_entry(script, tls_context)
     wrong = ManifestEntry(entry.path, hashlib.sha256(b"other").hexdigest(), entry.size_bytes, entry.url)
     try:
         with pytest.raises(FetchError, match="sha256"):

@@ -13,16 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpvae_assets import lake as storage
-from cpvae_assets.lake import (
+from cpvae_assets.storage.catalog import discover_tables, rebuild_catalog
+from cpvae_assets.storage.paths import DATA_FILE, LAKE_ENV, UnsafePathError, is_remote, lake_root, partition_dir, table_file
+from cpvae_assets.storage.tables import (
     atomic_path,
     column_names,
     read_metadata,
     read_table,
-    rebuild_catalog,
+    replace,
     write_table,
 )
-from cpvae_assets.paths import LAKE_ENV, UnsafePathError, lake_root, partition_dir
 
 
 @pytest.fixture
@@ -52,13 +52,13 @@ def listing(folder) -> list[str]:
 
 def test_lake_root_url_is_a_upath_on_that_filesystem(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     root = lake_root("memory://bucket/lake")
-    assert storage.is_remote(root) and root.protocol == "memory" and str(root) == "memory://bucket/lake"
+    assert is_remote(root) and root.protocol == "memory" and str(root) == "memory://bucket/lake"
     monkeypatch.setenv(LAKE_ENV, "memory://bucket/other")
     assert str(lake_root()) == "memory://bucket/other"
     # local roots stay plain resolved paths, file:// included
     assert lake_root(str(tmp_path)) == tmp_path.resolve() and type(lake_root(str(tmp_path))) is type(tmp_path)
     assert lake_root(f"file://{tmp_path}") == tmp_path.resolve()
-    assert not storage.is_remote(lake_root(str(tmp_path)))
+    assert not is_remote(lake_root(str(tmp_path)))
 
 
 def test_partition_paths_on_a_url(memory_lake) -> None:
@@ -71,8 +71,8 @@ def test_partition_paths_on_a_url(memory_lake) -> None:
 def test_write_and_read_tables_through_fsspec(memory_lake) -> None:
     folder = partition_dir(memory_lake, "normalised_splits", "ds")
     expected = frame()
-    target = write_table(expected, folder / "data.parquet", {"run_id": "r1", "asset": "normalised_splits"})
-    assert target.exists() and listing(folder) == ["data.parquet"]  # no temporary key left
+    target = write_table(expected, folder / DATA_FILE, {"run_id": "r1", "asset": "normalised_splits"})
+    assert target.exists() and listing(folder) == [DATA_FILE]  # no temporary key left
     pd.testing.assert_frame_equal(read_table(target), expected)
     pd.testing.assert_frame_equal(read_table(target, columns=["profile_id", "f2"]), expected[["profile_id", "f2"]])
     assert read_metadata(target) == {"run_id": "r1", "asset": "normalised_splits"}
@@ -80,17 +80,17 @@ def test_write_and_read_tables_through_fsspec(memory_lake) -> None:
     # overwrite: the new version replaces the old one whole
     write_table(frame(seed=1), target)
     pd.testing.assert_frame_equal(read_table(target), frame(seed=1))
-    assert listing(folder) == ["data.parquet"]
+    assert listing(folder) == [DATA_FILE]
 
 
 def test_failed_write_leaves_the_old_table_and_no_temporary_key(memory_lake) -> None:
-    target = partition_dir(memory_lake, "raw_profiles", "ds") / "data.parquet"
+    target = table_file(partition_dir(memory_lake, "raw_profiles", "ds"))
     write_table(frame(), target)
     before = target.read_bytes()
     with pytest.raises(RuntimeError, match="writer failed"), atomic_path(target) as tmp:
         tmp.write_bytes(b"half a parquet file")
         raise RuntimeError("writer failed")
-    assert target.read_bytes() == before and listing(target.parent) == ["data.parquet"]
+    assert target.read_bytes() == before and listing(target.parent) == [DATA_FILE]
     assert not tmp.exists()  # the local temporary file is gone too
 
 
@@ -98,7 +98,7 @@ def test_atomic_path_gives_writers_a_local_file_with_the_suffix(memory_lake) -> 
     """Keras, AnnData and numpy writers need a real file name ending in their suffix."""
     target = memory_lake / "trained_models" / "dataset=ds" / "model_type=pca" / "pca.npz"
     with atomic_path(target) as tmp:
-        assert isinstance(tmp, Path) and tmp.suffix == ".npz" and not storage.is_remote(tmp)
+        assert isinstance(tmp, Path) and tmp.suffix == ".npz" and not is_remote(tmp)
         with open(tmp, "wb") as handle:
             np.savez(handle, components=np.eye(3))
     with target.open("rb") as handle, np.load(handle) as data:
@@ -108,46 +108,34 @@ def test_atomic_path_gives_writers_a_local_file_with_the_suffix(memory_lake) -> 
 def test_replace_moves_a_staged_file_into_place(memory_lake) -> None:
     folder = memory_lake / "moa_means" / "dataset=ds"
     staged = write_table(frame(), folder / ".staged-x-data.parquet")
-    storage.replace(staged, folder / "data.parquet")
-    assert listing(folder) == ["data.parquet"]
-    pd.testing.assert_frame_equal(read_table(folder / "data.parquet"), frame())
+    replace(staged, folder / DATA_FILE)
+    assert listing(folder) == [DATA_FILE]
+    pd.testing.assert_frame_equal(read_table(folder / DATA_FILE), frame())
 
 
 def test_same_bytes_as_a_local_lake(memory_lake, lake: Path) -> None:
     metadata = {"asset": "raw_profiles", "partition": "ds"}
-    local = write_table(frame(), partition_dir(lake, "raw_profiles", "ds") / "data.parquet", metadata)
-    remote = write_table(frame(), partition_dir(memory_lake, "raw_profiles", "ds") / "data.parquet", metadata)
+    local = write_table(frame(), table_file(partition_dir(lake, "raw_profiles", "ds")), metadata)
+    remote = write_table(frame(), table_file(partition_dir(memory_lake, "raw_profiles", "ds")), metadata)
     assert remote.read_bytes() == local.read_bytes()
 
 
 def test_catalog_is_local_only(memory_lake, lake: Path) -> None:
-    write_table(frame(), partition_dir(memory_lake, "raw_profiles", "ds") / "data.parquet")
+    write_table(frame(), table_file(partition_dir(memory_lake, "raw_profiles", "ds")))
     assert rebuild_catalog(memory_lake) is None
-    assert storage.discover_tables(memory_lake) == {
+    assert discover_tables(memory_lake) == {
         "raw_profiles": f"{memory_lake / 'raw_profiles'}/*/data.parquet"}
     # the local lake keeps its catalog
-    write_table(frame(), partition_dir(lake, "raw_profiles", "ds") / "data.parquet")
+    write_table(frame(), table_file(partition_dir(lake, "raw_profiles", "ds")))
     assert rebuild_catalog(lake) == lake / "cpvae.duckdb" and os.path.isfile(lake / "cpvae.duckdb")
-
-
-def test_local_copy_for_readers_that_need_a_file_name(memory_lake, lake: Path) -> None:
-    target = write_table(frame(), partition_dir(memory_lake, "raw_profiles", "ds") / "data.parquet")
-    with storage.local_copy(target) as local:
-        assert isinstance(local, Path) and local.suffix == ".parquet"
-        pd.testing.assert_frame_equal(pd.read_parquet(local), frame())
-    assert not local.exists()
-    on_disk = write_table(frame(), partition_dir(lake, "raw_profiles", "ds") / "data.parquet")
-    with storage.local_copy(on_disk) as same:
-        assert same == on_disk
-    assert on_disk.exists()
 
 
 def test_io_manager_materialises_partitions_on_a_url(memory_lake) -> None:
     """Two partitioned assets through Dagster with the lake on memory://: stored, loaded downstream."""
     import dagster as dg
 
-    from cpvae_assets.io_manager import LakeIOManager
-    from cpvae_assets.partitions import dataset_partitions
+    from cpvae_assets.orchestration.io_manager import LakeIOManager
+    from cpvae_assets.orchestration.partitions import dataset_partitions
 
     @dg.asset(name="raw_profiles", partitions_def=dataset_partitions)
     def raw() -> pd.DataFrame:
@@ -162,6 +150,6 @@ def test_io_manager_materialises_partitions_on_a_url(memory_lake) -> None:
         result = dg.materialize([raw, splits], partition_key="ds", instance=instance,
                                 resources={"io_manager": LakeIOManager(root=str(memory_lake))})
     assert result.success
-    stored = read_table(partition_dir(memory_lake, "normalised_splits", "ds") / "data.parquet")
+    stored = read_table(table_file(partition_dir(memory_lake, "normalised_splits", "ds")))
     pd.testing.assert_frame_equal(stored, frame().assign(f1=frame()["f1"] * 2))
-    assert listing(partition_dir(memory_lake, "raw_profiles", "ds")) == ["data.parquet"]
+    assert listing(partition_dir(memory_lake, "raw_profiles", "ds")) == [DATA_FILE]

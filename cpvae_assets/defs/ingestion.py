@@ -7,20 +7,19 @@ does not request the same content again (it ingests the folder once its content 
 
 
 import dagster as dg
-import pandas as pd
 
-from cpvae_assets.ingest import IngestError, feature_columns, ingest_dataset
-from cpvae_assets.io_manager import LakeTables
-from cpvae_assets.lake import column_names
-from cpvae_assets.landing import fingerprint
-from cpvae_assets.partitions import dataset_partitions
-from cpvae_assets.paths import UnsafePathError, partition_dir
-from cpvae_assets.quality import required_metadata
-from cpvae_assets.readers import ProfileFileError
-from cpvae_assets.registry import RegistryError, dataset_spec
-from cpvae_assets.resources import LakeResource
+from cpvae_assets.ingestion.landing import IngestError, fingerprint
+from cpvae_assets.ingestion.readers import ProfileFileError
+from cpvae_assets.ingestion.registry import RegistryError, dataset_spec
+from cpvae_assets.ingestion.validate import ingest_dataset
+from cpvae_assets.orchestration.io_manager import LakeTables
+from cpvae_assets.orchestration.partitions import dataset_partitions
+from cpvae_assets.orchestration.tags import REASON_TAG, REJECTED_TAG
+from cpvae_assets.preprocessing.quality import required_metadata
+from cpvae_assets.schema import feature_columns
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.paths import UnsafePathError
 
-REJECTED_TAG, REASON_TAG = "cpvae/rejected", "cpvae/rejection"
 # errors that depend only on the landing folder's content (and the registry): retrying cannot help
 BAD_INPUT = (ProfileFileError, IngestError, RegistryError, UnsafePathError)
 
@@ -41,7 +40,7 @@ class IngestConfig(dg.Config):
                           description="records how many features the dataset has and which were dropped"),
     ],
 )
-def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource):
+def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: dg.ResourceParam[Lake]):
     """Profiles of one dataset from ``data_lake/landing/<dataset>/`` (CSV, CSV.gz, Parquet, GCT, GCTX)."""
     dataset = context.partition_key
     digest = None
@@ -54,9 +53,8 @@ def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: 
         raise _rejected(context, digest, str(exc)) from exc
     for note in result.notes:
         context.log.warning(note)
-    stored = partition_dir(lake.path, "raw_profiles", dataset) / "data.parquet"
-    if stored.exists() and not config.allow_feature_change:
-        old = feature_columns(pd.DataFrame(columns=column_names(stored)))
+    if lake.has("raw_profiles", dataset) and not config.allow_feature_change:
+        old = feature_columns(lake.columns("raw_profiles", dataset))
         if set(old) != set(result.features):
             raise _rejected(
                 context, digest,

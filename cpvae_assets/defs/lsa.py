@@ -5,40 +5,33 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from cpvae_assets.defs.execution import TRAINING_OP_TAGS, TRAINING_POOL
-from cpvae_assets.generation import latent_columns
-from cpvae_assets.ingest import feature_columns
-from cpvae_assets.io_manager import LakeTables
-from cpvae_assets.lake import read_table
-from cpvae_assets.lsa.arithmetic import Design, group_means, score, zscores
+from cpvae_assets import plots
+from cpvae_assets.defs.runtime import TRAINING_OP_TAGS, TRAINING_POOL
+from cpvae_assets.ingestion.demo_data import GROUND_TRUTH
+from cpvae_assets.lsa.arithmetic import LsaInputs, group_means, lsa_inputs, score, seed_spread, zscores
 from cpvae_assets.lsa.arithmetic import shuffled_null as run_null
 from cpvae_assets.lsa.moa_groups import moa_groups as group_profiles
+from cpvae_assets.lsa.moa_groups import stored_membership
 from cpvae_assets.lsa.summary import (
+    baselines_not_beaten,
     distinctness,
     figure6,
     figure7,
     ground_truth_scores,
+    method_summary,
     predictability_vs_distinctness,
 )
-from cpvae_assets.models.latent import load_model
-from cpvae_assets.partitions import (
+from cpvae_assets.models.store import ModelStore
+from cpvae_assets.orchestration.io_manager import LakeTables
+from cpvae_assets.orchestration.partitions import (
+    dataset_and_model,
     dataset_model_partitions,
     dataset_partitions,
-    partition_dimensions,
 )
-from cpvae_assets.paths import partition_dir
-from cpvae_assets.plots import (
-    distinctness_plot,
-    figure6_plot,
-    figure7_plot,
-    leave_out_plot,
-    markdown_image,
-    pair_distances_plot,
-)
-from cpvae_assets.resources import LakeResource
+from cpvae_assets.schema import latent_columns
+from cpvae_assets.storage.lake import Lake
 
 EAGER = dg.AutomationCondition.eager()
-GROUND_TRUTH = ("ground_truth", "combinations.csv")
 
 
 class NullConfig(dg.Config):
@@ -70,42 +63,9 @@ def moa_groups(context: dg.AssetExecutionContext, normalised_splits: pd.DataFram
     return LakeTables(data=result.groups, membership=membership.dropna())
 
 
-def _stored_groups(lake: LakeResource, dataset: str, splits: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """The stored ``moa_groups`` table and the group of each profile of ``splits`` (NaN: excluded)."""
-    folder = partition_dir(lake.path, "moa_groups", dataset)
-    groups, membership = read_table(folder / "data.parquet"), read_table(folder / "membership.parquet")
-    return groups, splits["profile_id"].map(dict(zip(membership["profile_id"], membership["group"])))
-
-
-def _design(lake: LakeResource, dataset: str, splits: pd.DataFrame, embeddings: pd.DataFrame):
-    groups, group_of = _stored_groups(lake, dataset, splits)
-    design = Design.build(group_of, groups)
-    kept = group_of.notna().to_numpy()
-    features = feature_columns(splits)
-    x = splits.loc[kept, features].to_numpy(np.float64)
-    z_cols = [c for c in embeddings.columns if c.startswith("z_")]
-    z = embeddings.set_index("profile_id").loc[splits.loc[kept, "profile_id"], z_cols].to_numpy(np.float64)
-    return design, x, z, features, groups
-
-
-def _dims(context) -> tuple[str, str]:
-    dims = partition_dimensions(context.partition_key)
-    return dims["dataset"], dims["model_type"]
-
-
-def seed_spread(lake: LakeResource, dataset: str, model_type: str, design: Design, x: np.ndarray,
-                features: list[str]) -> pd.DataFrame:
-    """LSA distance of each A|B under every seed's model: mean, standard deviation and count."""
-    seeds_dir = partition_dir(lake.path, "trained_models", dataset, model_type) / "seeds"
-    rows = []
-    for folder in sorted(seeds_dir.iterdir()) if seeds_dir.is_dir() else []:
-        model = load_model(folder, model_type)
-        _, dist, _ = score(design, model.encode(x.astype(np.float32)).astype(np.float64), x, model.decode, features)
-        rows.append(dist.loc[dist["method"] == "lsa", ["method", "pair", "l2"]])
-    if not rows:
-        return pd.DataFrame(columns=["method", "pair", "l2_seed_mean", "l2_seed_sd", "seeds"])
-    both = pd.concat(rows)
-    return both.groupby(["method", "pair"])["l2"].agg(l2_seed_mean="mean", l2_seed_sd="std", seeds="size").reset_index()
+def _inputs(lake: Lake, dataset: str, splits: pd.DataFrame, embeddings: pd.DataFrame | None = None) -> LsaInputs:
+    return lsa_inputs(lake.table("moa_groups", dataset), lake.table("moa_groups", dataset, table="membership"),
+                      splits, embeddings)
 
 
 @dg.multi_asset(
@@ -122,13 +82,15 @@ def seed_spread(lake: LakeResource, dataset: str, model_type: str, design: Desig
     },
     partitions_def=dataset_model_partitions, group_name="lsa", deps=["moa_groups", "trained_models"],
 )
-def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: LakeResource, normalised_splits: pd.DataFrame,
+def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], normalised_splits: pd.DataFrame,
                             latent_embeddings: pd.DataFrame):
-    dataset, model_type = _dims(context)
-    design, x, z, features, groups = _design(lake, dataset, normalised_splits, latent_embeddings)
+    dataset, model_type = dataset_and_model(context)
+    inputs = _inputs(lake, dataset, normalised_splits, latent_embeddings)
+    design, x, z, features = inputs.design, inputs.features, inputs.latent, inputs.feature_names
     if design.pairs.empty:
         context.log.warning(f"{dataset}: no A|B with both singles present; nothing to predict")
-    model = load_model(partition_dir(lake.path, "trained_models", dataset, model_type), model_type)
+    store = ModelStore(lake)
+    model = store.load(dataset, model_type)
     counts = np.bincount(design.labels, minlength=len(design.groups))
     latent_means = pd.DataFrame(group_means(design.labels, z, len(design.groups))[0], columns=latent_columns(z.shape[1]))
     latent_means.insert(0, "group", design.groups)
@@ -136,10 +98,11 @@ def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: LakeResourc
     feature_means = pd.DataFrame(group_means(design.labels, x, len(design.groups))[0], columns=features)
     feature_means.insert(0, "group", design.groups)
     predictions, distances, latent = score(design, z, x, model.decode, features)
-    distances = distances.merge(seed_spread(lake, dataset, model_type, design, x, features), on=["method", "pair"], how="left")
+    distances = distances.merge(seed_spread(inputs, (m for _, m in store.seeds(dataset, model_type))),
+                                on=["method", "pair"], how="left")
     distances["distinctness"] = distances["pair"].map(distinctness(feature_means, normalised_splits[features].mean()))
     predictions.insert(2, "expression", predictions["method"].map(dict(zip(distances["method"], distances["expression"]))))
-    skipped = int((groups["kind"] == "pair").sum()) - len(design.pairs)
+    skipped = int(sum("|" in g for g in design.groups)) - len(design.pairs)
     yield dg.Output(LakeTables(data=latent_means, features=feature_means), output_name="moa_means",
                     metadata={"groups": len(design.groups), "latent_dim": z.shape[1]})
     yield dg.Output(LakeTables(data=predictions, latent=latent), output_name="lsa_predictions",
@@ -150,65 +113,58 @@ def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: LakeResourc
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"numpy", "parquet"},
           deps=["moa_groups", "trained_models"], automation_condition=EAGER)
-def shuffled_null(context: dg.AssetExecutionContext, config: NullConfig, lake: LakeResource,
+def shuffled_null(context: dg.AssetExecutionContext, config: NullConfig, lake: dg.ResourceParam[Lake],
                   normalised_splits: pd.DataFrame, latent_embeddings: pd.DataFrame) -> pd.DataFrame:
     """Distances of every method's prediction to the real A|B means when MOA labels (DMSO included)
     are permuted across profiles; one row per permutation x pair x method."""
-    dataset, model_type = _dims(context)
-    design, x, z, _, _ = _design(lake, dataset, normalised_splits, latent_embeddings)
-    model = load_model(partition_dir(lake.path, "trained_models", dataset, model_type), model_type)
-    null = run_null(design, z, x, model.decode, config.permutations, config.seed)
+    dataset, model_type = dataset_and_model(context)
+    inputs = _inputs(lake, dataset, normalised_splits, latent_embeddings)
+    model = ModelStore(lake).load(dataset, model_type)
+    null = run_null(inputs.design, inputs.latent, inputs.features, model.decode, config.permutations, config.seed)
     context.add_output_metadata({"permutations": config.permutations, "seed": config.seed, "rows": len(null)})
     return null
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"scipy", "parquet"},
           automation_condition=EAGER)
-def lsa_zscores(context: dg.AssetExecutionContext, lake: LakeResource, lsa_distances: pd.DataFrame,
+def lsa_zscores(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], lsa_distances: pd.DataFrame,
                 shuffled_null: pd.DataFrame) -> LakeTables:
     """Per A|B and method: z = (d - mean(null)) / sd(null), empirical p, BH q; per-method summary
     (view ``lsa_zscores_summary``), scored against the planted truth where the dataset has one."""
-    dataset, model_type = _dims(context)
+    dataset, model_type = dataset_and_model(context)
     table = zscores(lsa_distances, shuffled_null)
-    summary = table.groupby("method").agg(mean_l2=("l2", "mean"), mean_l2_shuffled=("null_mean", "mean"),
-                                          share_q_below_005=("q", lambda q: float((q < 0.05).mean())),
-                                          pairs=("pair", "size")).reset_index()
-    truth_path = lake.landing(dataset).joinpath(*GROUND_TRUTH)
+    summary = method_summary(table)
+    truth_path = lake.landing(dataset) / GROUND_TRUTH
     if truth_path.is_file():
         summary = summary.merge(ground_truth_scores(table, pd.read_csv(truth_path)), on="method", how="left")
-    lsa = summary[summary["method"] == "lsa"]
-    beaten = [m for m in summary["method"] if m != "lsa" and not lsa.empty
-              and summary.loc[summary["method"] == m, "mean_l2"].iloc[0] <= lsa["mean_l2"].iloc[0]]
+    beaten = baselines_not_beaten(summary)
     if beaten:
         context.log.warning(f"the model's LSA does not beat these baselines on mean L2: {beaten}")
     if (table["method"] == "lsa").any():
-        png = pair_distances_plot(table, model_type, f"{dataset} / {model_type}: LSA vs shuffled labels")
-        context.add_output_metadata({"pairs": dg.MetadataValue.md(markdown_image(png, "LSA distance per A|B"))})
+        png = plots.pair_distances_plot(table, model_type, f"{dataset} / {model_type}: LSA vs shuffled labels")
+        context.add_output_metadata({"pairs": dg.MetadataValue.md(plots.markdown_image(png, "LSA distance per A|B"))})
     context.add_output_metadata({"beaten_by": ", ".join(beaten) or "none",
                                  **{f"{r.method}_share_q_below_005": round(r.share_q_below_005, 3) for r in summary.itertuples()}})
     return LakeTables(data=table, summary=summary)
 
 
 @dg.asset(group_name="lsa", kinds={"duckdb", "parquet"}, deps=["lsa_zscores"], automation_condition=EAGER)
-def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: LakeResource) -> LakeTables:
+def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: dg.ResourceParam[Lake]) -> LakeTables:
     """Figure 6 (mean L2 per dataset x method, real vs shuffled labels, 0-1 within dataset), Figure 7
     (Cell Painting vs L1000 z per A|B; view ``lsa_summary_cp_vs_l1000``) and Supplementary Figure 8
     (distinctness of each A|B vs its z-score; views ``lsa_summary_distinctness`` and
     ``lsa_summary_distinctness_spearman``) over every partition."""
-    import duckdb
-
-    pattern = str(lake.path / "lsa_zscores" / "*" / "*" / "data.parquet")
-    zs = duckdb.sql(f"SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)").df()
+    zs = lake.stacked("lsa_zscores")
     fig6 = figure6(zs)
     fig7 = figure7(zs, config.cell_painting, config.l1000, config.model_type)
-    metadata = {"datasets": int(fig6["dataset"].nunique()), "figure6": dg.MetadataValue.md(markdown_image(figure6_plot(fig6), "Figure 6"))}
+    metadata = {"datasets": int(fig6["dataset"].nunique()), "figure6": dg.MetadataValue.md(plots.markdown_image(plots.figure6_plot(fig6), "Figure 6"))}
     if len(fig7):
-        metadata["figure7"] = dg.MetadataValue.md(markdown_image(
-            figure7_plot(fig7, f"{config.model_type}: {config.cell_painting} vs {config.l1000}"), "Figure 7"))
+        metadata["figure7"] = dg.MetadataValue.md(plots.markdown_image(
+            plots.figure7_plot(fig7, f"{config.model_type}: {config.cell_painting} vs {config.l1000}"), "Figure 7"))
         metadata["pairs_in_both"] = len(fig7)
     pairs, spearman = predictability_vs_distinctness(zs)
     if len(pairs):
-        metadata["supplementary_figure8"] = dg.MetadataValue.md(markdown_image(distinctness_plot(pairs, spearman),
+        metadata["supplementary_figure8"] = dg.MetadataValue.md(plots.markdown_image(plots.distinctness_plot(pairs, spearman),
                                                                                "Supplementary Figure 8"))
         metadata["spearman_distinctness_vs_z"] = dg.MetadataValue.md(spearman.round(3).to_markdown(index=False))
     context.add_output_metadata(metadata)
@@ -223,21 +179,22 @@ class LeaveOutConfig(dg.Config):
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"tensorflow", "parquet"},
           deps=["moa_groups"], pool=TRAINING_POOL, op_tags=TRAINING_OP_TAGS)
-def leave_moa_out(context: dg.AssetExecutionContext, config: LeaveOutConfig, lake: LakeResource,
+def leave_moa_out(context: dg.AssetExecutionContext, config: LeaveOutConfig, lake: dg.ResourceParam[Lake],
                   normalised_splits: pd.DataFrame, lsa_zscores: pd.DataFrame, trained_models: pd.DataFrame) -> pd.DataFrame:
     """Retrain without the compounds of the best-predicted A|B and check they still rank among the
     best (Supplementary Figure 9). On demand: job ``leave_moa_out_job``; retrains one model."""
     from cpvae_assets.defs.models import TrainingConfig, chosen_hyperparameters
     from cpvae_assets.lsa.leave_out import leave_moa_out as run
 
-    dataset, model_type = _dims(context)
-    groups, group_of = _stored_groups(lake, dataset, normalised_splits)
+    dataset, model_type = dataset_and_model(context)
+    groups = lake.table("moa_groups", dataset)
+    group_of = stored_membership(normalised_splits, lake.table("moa_groups", dataset, table="membership"))
     hp = chosen_hyperparameters(trained_models, TrainingConfig())
     table = run(normalised_splits, group_of, groups, lsa_zscores, model_type, hp, config.seed, config.top, config.permutations)
     held = table[table["held_out"]]
     if len(table):
-        png = leave_out_plot(table, f"{dataset} / {model_type}: leave MOAs out")
-        context.add_output_metadata({"ranks": dg.MetadataValue.md(markdown_image(png, "ranks before and after"))})
+        png = plots.leave_out_plot(table, f"{dataset} / {model_type}: leave MOAs out")
+        context.add_output_metadata({"ranks": dg.MetadataValue.md(plots.markdown_image(png, "ranks before and after"))})
     context.add_output_metadata({"held_out": ", ".join(held["pair"]), "still_top": int(held["still_top"].sum()),
                                  "of": len(held), "training_profiles_removed": int(table["training_profiles_removed"].max()) if len(table) else 0})
     return table

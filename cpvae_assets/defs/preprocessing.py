@@ -4,11 +4,12 @@
 import dagster as dg
 import pandas as pd
 
-from cpvae_assets.ingest import feature_columns
-from cpvae_assets.io_manager import LakeTables
-from cpvae_assets.partitions import dataset_partitions
-from cpvae_assets.quality import finite_features, split_proportions, strata_in_training
-from cpvae_assets.splits import SPLITS, normalise_splits as normalise
+from cpvae_assets.ingestion.validate import feature_columns
+from cpvae_assets.orchestration.io_manager import LakeTables
+from cpvae_assets.orchestration.partitions import dataset_partitions
+from cpvae_assets.preprocessing.quality import finite_features, split_proportions, strata_in_training
+from cpvae_assets.preprocessing.splits import SPLITS
+from cpvae_assets.preprocessing.splits import normalise_splits as normalise
 
 CHECKS = {
     "no_nonfinite_features": "no NaN or inf in the features after scaling",

@@ -7,8 +7,9 @@ Downloaded files land in ``data_lake/landing/<dataset>/``, where the landing sen
 import dagster as dg
 import pandas as pd
 
-from cpvae_assets.registry import load_registry
-from cpvae_assets.resources import LakeResource, LincsRemoteResource
+from cpvae_assets.ingestion.registry import load_registry
+from cpvae_assets.orchestration.resources import LincsRemoteResource
+from cpvae_assets.storage.lake import Lake
 
 
 class RemoteConfig(dg.Config):
@@ -19,7 +20,7 @@ class RemoteConfig(dg.Config):
 
 
 @dg.asset(group_name="ingestion", kinds={"python", "parquet"})
-def remote_files(context: dg.AssetExecutionContext, config: RemoteConfig, lake: LakeResource,
+def remote_files(context: dg.AssetExecutionContext, config: RemoteConfig, lake: dg.ResourceParam[Lake],
                  lincs_remote: LincsRemoteResource) -> pd.DataFrame:
     """Status of every remote LINCS file the registry names: verified in the landing folder or absent."""
     registry = load_registry()

@@ -9,14 +9,14 @@ import json
 
 import dagster as dg
 
-from cpvae_assets.landing import fingerprint
-from cpvae_assets.partitions import dataset_partitions
-from cpvae_assets.paths import UnsafePathError, check_name, inside
-from cpvae_assets.resources import LakeResource
+from cpvae_assets.ingestion.landing import fingerprint
+from cpvae_assets.orchestration.partitions import dataset_partitions
+from cpvae_assets.orchestration.tags import HASH_TAG, REASON_TAG, REJECTED_TAG
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.paths import UnsafePathError, check_name, inside
 
 # by key, not by import: importing the asset here would make the defs loader see it twice
 RAW_PROFILES = dg.AssetKey("raw_profiles")
-HASH_TAG, REJECTED_TAG, REASON_TAG = "cpvae/landing_sha256", "cpvae/rejected", "cpvae/rejection"
 # rejected hashes remembered per dataset in the cursor (the run tags are the durable record)
 MAX_REJECTED = 20
 
@@ -44,10 +44,10 @@ def _last_ingested_hash(instance: dg.DagsterInstance, dataset: str) -> str | Non
 
 
 @dg.sensor(target=dg.AssetSelection.assets(RAW_PROFILES), minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+def landing_sensor(context: dg.SensorEvaluationContext, lake: dg.ResourceParam[Lake]) -> dg.SensorResult:
     """Adds a ``dataset`` partition per landing folder and ingests it when its content hash changes."""
     state = json.loads(context.cursor) if context.cursor else {}
-    root = lake.path / "landing"
+    root = lake.root / "landing"
     known = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
     runs, new, next_state = [], [], {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:

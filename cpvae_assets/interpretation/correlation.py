@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cpvae_assets.schema import latent_columns_of
+
 
 def latent_matrix(embeddings: pd.DataFrame) -> pd.DataFrame:
-    z_cols = [c for c in embeddings.columns if c.startswith("z_")]
+    z_cols = latent_columns_of(embeddings)
     if not z_cols:
         raise ValueError("embeddings have no latent columns (z_0, z_1, ...)")
     return embeddings[z_cols]

@@ -12,14 +12,16 @@ under permutation, so all permuted means are one sparse matrix product per chunk
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
-from cpvae_assets.lsa.moa_groups import CONTROL
+from cpvae_assets.lsa.moa_groups import stored_membership
+from cpvae_assets.models.latent import LatentModel
+from cpvae_assets.schema import CONTROL_LABEL, feature_columns, latent_columns, latent_columns_of
 
 METHODS = ("lsa", "feature_arithmetic", "mean_of_singles", "best_single")
 EXPRESSIONS = {
@@ -51,7 +53,33 @@ class Design:
         pairs = pd.DataFrame({"pair": usable["group"], "moa_a": usable["moa_a"], "moa_b": usable["moa_b"]})
         for col, src in (("ab", "pair"), ("a", "moa_a"), ("b", "moa_b")):
             pairs[col] = pairs[src].map(index).astype(int)
-        return cls(groups, kept.map(index).to_numpy(int), pairs.reset_index(drop=True), index[CONTROL])
+        return cls(groups, kept.map(index).to_numpy(int), pairs.reset_index(drop=True), index[CONTROL_LABEL])
+
+
+@dataclass
+class LsaInputs:
+    """The kept profiles of a dataset in both spaces, with their design."""
+
+    design: Design
+    features: np.ndarray  # (kept profiles, D): scaled feature space
+    latent: np.ndarray  # (kept profiles, L): the model's latent means
+    feature_names: list[str]
+
+
+def lsa_inputs(groups: pd.DataFrame, membership: pd.DataFrame, splits: pd.DataFrame,
+               embeddings: pd.DataFrame | None = None) -> LsaInputs:
+    """From the stored ``moa_groups`` (table and ``membership``), the profiles and their embeddings."""
+    group_of = stored_membership(splits, membership)
+    design = Design.build(group_of, groups)
+    kept = group_of.notna().to_numpy()
+    names = feature_columns(splits)
+    x = splits.loc[kept, names].to_numpy(np.float64)
+    if embeddings is None:
+        z = np.empty((len(x), 0))
+    else:
+        z_cols = latent_columns_of(embeddings)
+        z = embeddings.set_index("profile_id").loc[splits.loc[kept, "profile_id"], z_cols].to_numpy(np.float64)
+    return LsaInputs(design, x, z, names)
 
 
 def group_means(labels: np.ndarray, values: np.ndarray, n_groups: int, needed: np.ndarray | None = None) -> np.ndarray:
@@ -120,7 +148,7 @@ def score(design: Design, latent: np.ndarray, features: np.ndarray, decode: Deco
         predicted.append(pd.DataFrame(values, columns=feature_names).assign(pair=design.pairs["pair"].values, method=method))
     if "lsa" in preds:
         z = lm[0, design.pairs["a"]] - lm[0, [design.control]] + lm[0, design.pairs["b"]]
-        latent_table = pd.DataFrame(z, columns=[f"z_{i}" for i in range(z.shape[1])]).assign(
+        latent_table = pd.DataFrame(z, columns=latent_columns(z.shape[1])).assign(
             pair=design.pairs["pair"].values, method="lsa")
     else:
         latent_table = pd.DataFrame()
@@ -165,3 +193,16 @@ def zscores(distances: pd.DataFrame, null: pd.DataFrame) -> pd.DataFrame:
     merged["q"] = (merged.groupby("method")["p"].transform(lambda p: stats.false_discovery_control(p.to_numpy(), method="bh"))
                    if len(merged) else pd.Series(dtype=float))
     return merged
+
+
+def seed_spread(inputs: LsaInputs, models: Iterable[LatentModel]) -> pd.DataFrame:
+    """LSA distance of each A|B under every seed's model: mean, standard deviation and count."""
+    rows = []
+    for model in models:
+        z = model.encode(inputs.features.astype(np.float32)).astype(np.float64)
+        _, dist, _ = score(inputs.design, z, inputs.features, model.decode, inputs.feature_names)
+        rows.append(dist.loc[dist["method"] == "lsa", ["method", "pair", "l2"]])
+    if not rows:
+        return pd.DataFrame(columns=["method", "pair", "l2_seed_mean", "l2_seed_sd", "seeds"])
+    both = pd.concat(rows)
+    return both.groupby(["method", "pair"])["l2"].agg(l2_seed_mean="mean", l2_seed_sd="std", seeds="size").reset_index()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cpvae_assets.ingest import feature_columns
 from cpvae_assets.lsa.arithmetic import Design, score, shuffled_null, zscores
 from cpvae_assets.models.hyperparameters import Hyperparameters
+from cpvae_assets.schema import feature_columns
 
 
 def _ranked(table: pd.DataFrame) -> pd.DataFrame:

@@ -12,18 +12,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-CONTROL = "DMSO"
+from cpvae_assets.schema import CONTROL_LABEL, MOA_SEPARATOR, moa_key, parse_moa
 
 
 class NoControlError(ValueError):
     """LSA needs DMSO: the dataset has no control profiles."""
-
-
-def parse_moa(value: object) -> tuple[str, ...]:
-    """``' HDAC inhibitor |EGFR inhibitor'`` -> ``('HDAC inhibitor', 'EGFR inhibitor')``."""
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
-        return ()
-    return tuple(part.strip() for part in str(value).split("|") if part.strip())
 
 
 @dataclass
@@ -43,15 +36,15 @@ def moa_groups(profiles: pd.DataFrame) -> MoaGroups:
         for part in parts:
             spelling.setdefault(part.lower(), Counter())[part] += 1
     display = {key: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for key, c in spelling.items()}
-    keys = parsed.map(lambda parts: tuple(sorted({p.lower() for p in parts})))
+    keys = parsed.map(moa_key)
     pairs = {k for k, c in zip(keys, profiles["is_control"]) if len(k) == 2 and not c}
     in_pairs = {m for pair in pairs for m in pair}
 
     def group_of(key: tuple[str, ...], control: bool) -> str | None:
         if control:
-            return CONTROL
+            return CONTROL_LABEL
         if len(key) == 2:
-            return "|".join(display[m] for m in key)
+            return MOA_SEPARATOR.join(display[m] for m in key)
         if len(key) == 1 and key[0] in in_pairs:
             return display[key[0]]
         return None
@@ -68,7 +61,7 @@ def moa_groups(profiles: pd.DataFrame) -> MoaGroups:
     }
     kept = profiles.assign(group=membership).dropna(subset=["group"])
     table = kept.groupby("group").agg(compounds=("compound", "nunique"), profiles=("profile_id", "size")).reset_index()
-    table["kind"] = ["control" if g == CONTROL else "pair" if "|" in g else "single" for g in table["group"]]
+    table["kind"] = ["control" if g == CONTROL_LABEL else "pair" if "|" in g else "single" for g in table["group"]]
     split = table["group"].str.split("|", n=1, expand=True).reindex(columns=[0, 1])
     table["moa_a"] = split[0].where(table["kind"] == "pair")
     table["moa_b"] = split[1].where(table["kind"] == "pair")
@@ -82,12 +75,7 @@ def moa_groups(profiles: pd.DataFrame) -> MoaGroups:
     return MoaGroups(table.reset_index(drop=True), membership, excluded)
 
 
-def annotation_pairs(table: pd.DataFrame, moa_column: str = "moa") -> dict[str, int]:
-    """Counts on a compound annotation table (e.g. the Repurposing Hub): two-MOA combinations and how
-    many have both singles among the compounds."""
-    keys = table[moa_column].map(parse_moa).map(lambda parts: tuple(sorted({p.lower() for p in parts})))
-    pairs = {k for k in keys if len(k) == 2}
-    singles = {k[0] for k in keys if len(k) == 1}
-    return {"compounds_one_moa": int((keys.map(len) == 1).sum()), "compounds_two_moas": int((keys.map(len) == 2).sum()),
-            "compounds_3plus_moas": int((keys.map(len) >= 3).sum()), "compounds_no_moa": int((keys.map(len) == 0).sum()),
-            "distinct_pairs": len(pairs), "pairs_with_both_singles": sum(a in singles and b in singles for a, b in pairs)}
+def stored_membership(splits: pd.DataFrame, membership: pd.DataFrame) -> pd.Series:
+    """The group of each profile of ``splits`` from the stored ``moa_groups_membership`` table (NaN:
+    excluded), aligned with ``splits``."""
+    return splits["profile_id"].map(dict(zip(membership["profile_id"], membership["group"])))

@@ -1,16 +1,27 @@
-"""The paper's Figures 6 and 7 as tables, and scoring against the demo's planted ground truth."""
+"""Per-method summaries, the paper's Figures 6 and 7 as tables, and scoring against the demo's
+planted ground truth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from cpvae_assets.lsa.moa_groups import parse_moa
+from cpvae_assets.schema import pair_key
 
 
-def pair_key(pair: str) -> str:
-    """Spelling-independent key of an MOA pair (trimmed, lower case, sorted)."""
-    return "|".join(sorted(p.lower() for p in parse_moa(pair)))
+def method_summary(zscores: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean L2 on the real and on shuffled labels, share of pairs with q < 0.05, pairs."""
+    return zscores.groupby("method").agg(mean_l2=("l2", "mean"), mean_l2_shuffled=("null_mean", "mean"),
+                                         share_q_below_005=("q", lambda q: float((q < 0.05).mean())),
+                                         pairs=("pair", "size")).reset_index()
+
+
+def baselines_not_beaten(summary: pd.DataFrame) -> list[str]:
+    """The baselines whose mean L2 is at most LSA's (from ``method_summary``)."""
+    mean = dict(zip(summary["method"], summary["mean_l2"]))
+    if "lsa" not in mean:
+        return []
+    return [m for m in summary["method"] if m != "lsa" and mean[m] <= mean["lsa"]]
 
 
 def method_label(method: str, model_type: str) -> str:

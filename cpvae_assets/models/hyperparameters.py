@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-Objective = Literal["vanilla", "beta", "mmd"]
+from cpvae_assets.schema import Objective
+
 Preset = Literal["cp5", "cp4", "l1000"]
 
 LEARNING_RATES = (1e-2, 1e-3, 1e-4, 1e-5)
@@ -13,6 +14,9 @@ BATCH_SIZES = tuple(range(32, 513, 32))
 LATENT_DIMS = tuple(range(5, 151, 5))
 BETA_GRID = (0.01, 0.06, 0.1, 0.3, 1.0, 3.0, 10.0, 40.0)
 LAMBDA_GRID = (1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7)
+# a few hundred profiles (a single real plate) still get this many optimiser steps per epoch
+MIN_STEPS = 10
+SEARCHED = ("learning_rate", "batch_size", "latent_dim", "encoder_batch_norm")
 
 
 @dataclass(frozen=True)
@@ -62,3 +66,29 @@ def loss_weights(objective: Objective, hp: Hyperparameters) -> tuple[float, floa
     if objective == "mmd":
         return 0.0, hp.lam
     raise ValueError(f"unknown objective {objective!r}; expected vanilla, beta or mmd")
+
+
+def fit_to_data(hp: Hyperparameters, model_type: str, n_features: int, n_train: int) -> tuple[Hyperparameters, list[str]]:
+    """The paper's values where the data allow them: a latent dimension below the feature count (and,
+    for PCA, the profile count), and a batch small enough for ``MIN_STEPS`` steps per epoch. Returns
+    the hyperparameters and a note for every change."""
+    notes = []
+    ceiling = min(n_features, n_train) - 1 if model_type == "pca" else n_features - 1
+    if hp.latent_dim > ceiling:
+        notes.append(f"latent dimension {hp.latent_dim} is too large for {n_features} features and {n_train} "
+                     f"training profiles; using {ceiling}")
+        hp = hp.replace(latent_dim=ceiling)
+    small = max(8, n_train // MIN_STEPS)
+    if hp.batch_size > small:
+        notes.append(f"{n_train} training profiles are too few for batch size {hp.batch_size} (fewer than "
+                     f"{MIN_STEPS} steps per epoch); using {small}")
+        hp = hp.replace(batch_size=small)
+    return hp, notes
+
+
+def from_trial(row: dict, epochs: int, patience: int) -> Hyperparameters:
+    """The hyperparameters of one stored tuning trial (a row of ``tuned_hyperparameters``)."""
+    return Hyperparameters(latent_dim=int(row["latent_dim"]), learning_rate=float(row["learning_rate"]),
+                           batch_size=int(row["batch_size"]), encoder_batch_norm=bool(row["encoder_batch_norm"]),
+                           beta=float(row["beta"]), lam=float(row["lam"]), hidden_dim=int(row["hidden_dim"]),
+                           epochs=epochs, patience=patience)

@@ -1,8 +1,8 @@
 """One interface for every model: ``encode`` (profiles -> latent means) and ``decode``.
 
 Later stages (embeddings, LSA, traversal) only see this, so PCA is treated exactly like a VAE.
-Storage: VAEs as ``encoder.keras`` + ``decoder.keras`` (plain functional Keras models), PCA as
-``pca.npz`` (components, mean); no pickles.
+Files: VAEs as ``encoder.keras`` + ``decoder.keras`` (plain functional Keras models), PCA as
+``pca.npz`` (components, mean); no pickles. Where they live in the lake: ``models.store``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 from sklearn.decomposition import PCA
 
-from cpvae_assets.fetch import sha256_of
-from cpvae_assets.lake import atomic_path
+from cpvae_assets.storage.hashing import sha256_of
+from cpvae_assets.storage.tables import atomic_path
 
 KERAS_FILES = ("encoder.keras", "decoder.keras")
 PAIR_FILE = "pair.json"
@@ -32,6 +32,8 @@ class LatentModel(Protocol):
     def encode(self, x: np.ndarray) -> np.ndarray: ...
 
     def decode(self, z: np.ndarray) -> np.ndarray: ...
+
+    def save(self, folder: Path) -> None: ...
 
 
 class PcaModel:
@@ -122,7 +124,3 @@ def _in_chunks(fn, x: np.ndarray, size: int = 8192) -> np.ndarray:
     """Call a Keras model directly (no ``predict``: no tf.data pipeline for in-memory arrays)."""
     x = np.asarray(x, np.float32)
     return np.concatenate([np.asarray(fn(x[i:i + size])) for i in range(0, max(len(x), 1), size)])
-
-
-def load_model(folder: Path, model_type: str) -> LatentModel:
-    return PcaModel.load(folder) if model_type == "pca" else KerasModel.load(folder)

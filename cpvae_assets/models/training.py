@@ -11,8 +11,7 @@ import pandas as pd
 
 from cpvae_assets.models.hyperparameters import Hyperparameters, loss_weights
 from cpvae_assets.models.latent import LatentModel, PcaModel
-
-MODEL_TYPES = ("vanilla", "beta", "mmd", "pca")
+from cpvae_assets.schema import check_model_type
 
 
 @dataclass
@@ -63,15 +62,15 @@ def train_model(
     on_epoch: Callable[[int, list[dict]], None] | None = None,
 ) -> TrainedRun:
     """Train ``n_seeds`` real and ``n_seeds`` column-shuffled models in one stack; keep the best real one."""
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"unknown model type {model_type!r}; expected one of {MODEL_TYPES}")
+    check_model_type(model_type)
     if hp.latent_dim >= train.shape[1]:
         raise ValueError(f"latent dimension {hp.latent_dim} is not smaller than the {train.shape[1]} features")
     if len(train) < 2 or len(val) < 1:
         raise ValueError(f"{len(train)} training and {len(val)} validation profiles are too few to train on")
     if model_type == "pca":
         return _train_pca(train, val, hp, seed)
-    from cpvae_assets.models.vae import StackMember, keras_models, train_stack
+    from cpvae_assets.models.keras_export import keras_models
+    from cpvae_assets.models.trainer import StackMember, train_stack
 
     kl_w, mmd_w = loss_weights(model_type, hp)  # type: ignore[arg-type]
     members = [StackMember(f"real:{seed + i}", kl_w, mmd_w, train, val, seed + i) for i in range(n_seeds)]

@@ -17,10 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import directed_hausdorff
 
+from cpvae_assets.models.distances import hausdorff
 from cpvae_assets.models.hyperparameters import (
-    BATCH_SIZES, BETA_GRID, LAMBDA_GRID, LATENT_DIMS, LEARNING_RATES, Hyperparameters, loss_weights,
+    BATCH_SIZES,
+    BETA_GRID,
+    LAMBDA_GRID,
+    LATENT_DIMS,
+    LEARNING_RATES,
+    SEARCHED,
+    Hyperparameters,
+    loss_weights,
 )
 
 
@@ -31,13 +38,8 @@ class TuningResult:
     source: str  # "paper" (defaults, nothing tuned) or "tuned"
 
 
-def hausdorff(a: np.ndarray, b: np.ndarray) -> float:
-    """Symmetric Hausdorff distance (scipy's directed distance, both ways)."""
-    return max(directed_hausdorff(a, b)[0], directed_hausdorff(b, a)[0])
-
-
 def _grid_stack(train, val, hp: Hyperparameters, weights: list[tuple[float, float]], seed: int, epochs: int):
-    from cpvae_assets.models.vae import StackMember, train_stack
+    from cpvae_assets.models.trainer import StackMember, train_stack
 
     members = [StackMember(f"grid:{i}", kl, mmd, train, val, seed) for i, (kl, mmd) in enumerate(weights)]
     return train_stack(members, hp.latent_dim, hp.hidden_dim, hp.learning_rate, hp.batch_size,
@@ -47,7 +49,7 @@ def _grid_stack(train, val, hp: Hyperparameters, weights: list[tuple[float, floa
 def choose_beta(train: np.ndarray, val: np.ndarray, hp: Hyperparameters, grid=BETA_GRID, seed: int = 0,
                 epochs: int = 50) -> tuple[float, list[dict]]:
     """The paper's method: latent 50, lr 1e-3, BN on, batch 128; smallest prior-sample Hausdorff wins."""
-    from cpvae_assets.models.vae import decode_prior
+    from cpvae_assets.models.keras_export import decode_prior
 
     probe = hp.replace(latent_dim=min(50, train.shape[1] - 1), learning_rate=1e-3, encoder_batch_norm=True,
                        batch_size=min(128, len(train)))
@@ -102,7 +104,7 @@ def bayesian_search(train: np.ndarray, val: np.ndarray, objective: str, hp: Hype
     """Keras Tuner's Bayesian optimisation over the paper's space; each trial trains one model."""
     import keras_tuner as kt
 
-    from cpvae_assets.models.vae import StackMember, train_stack
+    from cpvae_assets.models.trainer import StackMember, train_stack
 
     space = kt.HyperParameters()
     space.Choice("learning_rate", list(LEARNING_RATES))
@@ -132,7 +134,7 @@ def bayesian_search(train: np.ndarray, val: np.ndarray, objective: str, hp: Hype
             if trial.status == "STOPPED":
                 break
             values = trial.hyperparameters.values
-            candidates[number] = hp.replace(**{k: values[k] for k in ("learning_rate", "batch_size", "latent_dim", "encoder_batch_norm")})
+            candidates[number] = hp.replace(**{k: values[k] for k in SEARCHED})
             rows.append(evaluate(candidates[number], number, "bayesian"))
             score = rows[-1]["val_loss"] if math.isfinite(rows[-1]["val_loss"]) else 1e30
             oracle.update_trial(trial.trial_id, {"val_loss": score})
@@ -146,7 +148,7 @@ def bayesian_search(train: np.ndarray, val: np.ndarray, objective: str, hp: Hype
 def search_rows_chosen(rows: list[dict], chosen: Hyperparameters) -> int:
     """The trial number whose parameters are the chosen ones (the reference trial wins ties)."""
     for row in rows:
-        if all(row[k] == getattr(chosen, k) for k in ("learning_rate", "batch_size", "latent_dim", "encoder_batch_norm")):
+        if all(row[k] == getattr(chosen, k) for k in SEARCHED):
             return int(row["trial"])
     raise ValueError("chosen hyperparameters are not among the trials")
 

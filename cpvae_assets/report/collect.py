@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
-from cpvae_assets.fetch import sha256_of
-from cpvae_assets.ingest import feature_columns
-from cpvae_assets.lake import column_names, read_metadata, read_table
-from cpvae_assets.partitions import MODEL_TYPES
-from cpvae_assets.paths import partition_dir
+from cpvae_assets.schema import MODEL_TYPES, feature_columns
+from cpvae_assets.storage.hashing import sha256_of
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.paths import DATA_TABLE
 
 PER_DATASET = ("normalised_splits", "moa_groups")
 # (asset, table) per model type; every one must exist for a model type that has a trained model
@@ -57,22 +55,23 @@ class ReportData:
         return stacked[["model_type"] + [c for c in stacked.columns if c != "model_type"]]
 
 
-def _read(path: Path, files: list[dict], asset: str, model_type: str | None, columns: list[str] | None = None):
-    meta = read_metadata(path)
-    files.append({"asset": asset, "model_type": model_type or "", "table": path.stem, "sha256": sha256_of(path),
+def _read(lake: Lake, files: list[dict], asset: str, dataset: str, model_type: str | None, table: str = DATA_TABLE,
+          columns: list[str] | None = None) -> pd.DataFrame:
+    meta = lake.metadata(asset, dataset, model_type, table)
+    files.append({"asset": asset, "model_type": model_type or "", "table": table,
+                  "sha256": sha256_of(lake.path(asset, dataset, model_type, table)),
                   "code_version": str(meta.get("code_version", "")),
                   "config": json.dumps(meta["config"], sort_keys=True) if meta.get("config") else "",
                   "input_files": len(meta.get("inputs") or {})})
-    return read_table(path, columns)
+    return lake.table(asset, dataset, model_type, table, columns)
 
 
-def collect(lake: Path, dataset: str, kind: str) -> ReportData:
+def collect(lake: Lake, dataset: str, kind: str) -> ReportData:
     """Read the dataset's tables; raise ``MissingAssets`` naming every asset still to materialise."""
-    missing = [a for a in PER_DATASET if not (partition_dir(lake, a, dataset) / "data.parquet").is_file()]
+    missing = [a for a in PER_DATASET if not lake.has(a, dataset)]
     incomplete: dict[str, list[str]] = {}
     for m in MODEL_TYPES:
-        absent = [f"{a}_{n}" if n != "data" else a for a, n in PER_MODEL
-                  if not (partition_dir(lake, a, dataset, m) / f"{n}.parquet").is_file()]
+        absent = [f"{a}_{n}" if n != DATA_TABLE else a for a, n in PER_MODEL if not lake.has(a, dataset, m, n)]
         if absent:
             incomplete[m] = list(dict.fromkeys(absent))
     model_types = [m for m in MODEL_TYPES if m not in incomplete]
@@ -81,13 +80,12 @@ def collect(lake: Path, dataset: str, kind: str) -> ReportData:
         raise MissingAssets(f"{dataset}: cannot write a report, these assets are not materialised yet: "
                             f"{', '.join(needed)} (make demo, or materialise them in the Dagster UI)")
     files: list[dict] = []
-    splits_path = partition_dir(lake, "normalised_splits", dataset) / "data.parquet"
-    names = column_names(splits_path)
-    features = feature_columns(pd.DataFrame(columns=names))
-    splits = _read(splits_path, files, "normalised_splits", None, [c for c in names if c not in set(features)])
-    groups = _read(partition_dir(lake, "moa_groups", dataset) / "data.parquet", files, "moa_groups", None)
+    names = lake.columns("normalised_splits", dataset)
+    features = feature_columns(names)
+    splits = _read(lake, files, "normalised_splits", dataset, None, columns=[c for c in names if c not in set(features)])
+    groups = _read(lake, files, "moa_groups", dataset, None)
     tables = {}
     for m in model_types:
         for asset, name in PER_MODEL:
-            tables[(asset, name, m)] = _read(partition_dir(lake, asset, dataset, m) / f"{name}.parquet", files, asset, m)
+            tables[(asset, name, m)] = _read(lake, files, asset, dataset, m, name)
     return ReportData(dataset, kind, splits, len(features), groups, model_types, tables, files, incomplete)

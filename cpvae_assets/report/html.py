@@ -16,7 +16,6 @@ from cpvae_assets.interpretation.feature_groups import (
     cluster_order,
     contribution_matrix,
 )
-from cpvae_assets.lake import atomic_path
 from cpvae_assets.plots import (
     active_features_plot,
     correlation_heatmap,
@@ -25,8 +24,10 @@ from cpvae_assets.plots import (
     traversal_plot,
     umap_figure,
 )
-from cpvae_assets.provenance import code_version
 from cpvae_assets.report.collect import ReportData, collect
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.tables import atomic_path
+from cpvae_assets.storage.version import code_version
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;margin-top:2em}h3{margin-bottom:.3em}
@@ -155,7 +156,7 @@ def render(data: ReportData, provenance: dict[str, str] | None = None,
             f"{body}{RENDER_CHECK}</body></html>")
 
 
-def write_report(lake: Path, dataset: str, kind: str, target: Path, provenance: dict[str, str] | None = None,
+def write_report(lake: Lake, dataset: str, kind: str, target: Path, provenance: dict[str, str] | None = None,
                  overwrite: bool = False, runs: dict[tuple[str, str], str] | None = None) -> Path:
     """Render and write atomically; an existing ``target`` is kept unless ``overwrite``."""
     if target.exists() and not overwrite:

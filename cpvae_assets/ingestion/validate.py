@@ -15,26 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cpvae_assets.paths import inside
-from cpvae_assets.readers import (
-    META_PREFIX,
-    ProfileFileError,
-    profile_format,
-    read_profiles,
-)
-from cpvae_assets.registry import DatasetSpec
+from cpvae_assets.ingestion.landing import IngestError, landing_files, profile_format
+from cpvae_assets.ingestion.readers import ProfileFileError, read_profiles
+from cpvae_assets.ingestion.registry import DatasetSpec
+from cpvae_assets.schema import CANONICAL, CONTROL_LABEL, META_PREFIX, feature_columns
 
-CANONICAL = ["profile_id", "compound", "moa", "dose", "stratum", "is_control", "source_file"]
-# columns later stages add beside the canonical ones; never features
-DERIVED = ["split"]
-CONTROL_MOA = "DMSO"
 MISSING_CODES = ("-666", "-666.0", "na", "NA", "nan", "")
 # the longest MOA annotation of the Repurposing Hub has 170 characters; far longer is a pasted note
 MAX_MOA_CHARS = 300
-
-
-class IngestError(ValueError):
-    """The landing folder as a whole cannot be loaded (no files, files that disagree)."""
 
 
 @dataclass
@@ -45,28 +33,6 @@ class Ingested:
     files: list[str]
     dropped_features: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """Features are every column that is neither canonical nor ``Metadata_*`` (pycytominer's rule)."""
-    skip = set(CANONICAL) | set(DERIVED)
-    return [c for c in frame.columns if c not in skip and not str(c).startswith(META_PREFIX)]
-
-
-def landing_files(landing: Path) -> list[Path]:
-    """Profile files directly in ``landing``, refusing any that resolve outside it (symlinks)."""
-    if not landing.is_dir():
-        raise IngestError(f"{landing}: landing folder does not exist")
-    files = []
-    for path in sorted(landing.iterdir()):
-        if path.name.startswith(".") or path.name.endswith(".part") or profile_format(path) is None:
-            continue
-        inside(landing, path)
-        if path.is_file():
-            files.append(path)
-    if not files:
-        raise IngestError(f"{landing}: no profile files (expected CSV, CSV.gz, Parquet, GCT or GCTX)")
-    return files
 
 
 def _numeric_features(path: Path, frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
@@ -160,9 +126,9 @@ def canonical_metadata(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series
     is_control = _is_control(frame[spec.control_column], spec)
     moa = _moa_from_table(frame, spec) if spec.moa is None else frame[spec.moa]
     moa = moa.astype("string").str.strip().replace("", pd.NA)
-    moa = moa.mask(is_control, CONTROL_MOA)
+    moa = moa.mask(is_control, CONTROL_LABEL)
     compound = frame[spec.compound].astype("string").str.strip().replace("", pd.NA)
-    compound = compound.mask(is_control & compound.isna(), CONTROL_MOA)
+    compound = compound.mask(is_control & compound.isna(), CONTROL_LABEL)
     dose_text = frame[spec.dose].astype("string").str.strip().replace(list(MISSING_CODES), pd.NA)
     dose = pd.to_numeric(dose_text, errors="coerce")
     _refuse(dose.isna() & dose_text.notna(), source, frame[spec.dose],
@@ -220,7 +186,7 @@ def ingest_dataset(landing: Path, spec: DatasetSpec) -> Ingested:
         dup = meta.loc[meta["profile_id"].duplicated(), "profile_id"].iloc[0]
         raise IngestError(f"{landing}: profile id {dup!r} occurs in more than one row")
     metadata_cols = [c for c in stacked.columns if str(c).startswith(META_PREFIX)]
-    profiles = pd.concat([meta, stacked[metadata_cols + features]], axis=1)
+    profiles = pd.concat([meta[list(CANONICAL)], stacked[metadata_cols + features]], axis=1)
     if feature_info is not None:
         feature_info = feature_info[feature_info["feature"].isin(features)].reset_index(drop=True)
     return Ingested(profiles, features, feature_info, names, sorted(set(dropped)), notes)

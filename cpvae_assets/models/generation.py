@@ -1,4 +1,5 @@
-"""Latent embeddings and generation QC: how well a model reconstructs and simulates profiles."""
+"""Generation QC: how well a model reconstructs test profiles and how close its simulated profiles
+(decoded prior samples) come to real ones."""
 
 from __future__ import annotations
 
@@ -8,36 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
-from cpvae_assets.ingest import feature_columns
+from cpvae_assets.models.distances import hausdorff
 from cpvae_assets.models.latent import LatentModel, PcaModel
-from cpvae_assets.models.tuning import hausdorff
-
-
-def latent_columns(latent_dim: int) -> list[str]:
-    return [f"z_{i}" for i in range(latent_dim)]
-
-
-def embed(model: LatentModel, splits: pd.DataFrame) -> pd.DataFrame:
-    """z_mean of every profile (all splits) beside its metadata."""
-    features = feature_columns(splits)
-    z = model.encode(splits[features].to_numpy(np.float32))
-    meta = splits.drop(columns=features).reset_index(drop=True)
-    return pd.concat([meta, pd.DataFrame(z, columns=latent_columns(z.shape[1]))], axis=1)
-
-
-def to_anndata(embeddings: pd.DataFrame):
-    """The embeddings as AnnData: X and obsm["X_latent"] = latent means, obs = profile metadata,
-    var = latent features (for scanpy / pertpy)."""
-    import anndata
-
-    z_cols = [c for c in embeddings.columns if c.startswith("z_")]
-    obs = embeddings.drop(columns=z_cols).set_index("profile_id")
-    # nullable pandas strings are written as plain object strings, readable by every anndata
-    obs = obs.astype({c: object for c in obs.columns if pd.api.types.is_string_dtype(obs[c])})
-    obs.index = obs.index.astype(str).astype(object)
-    z = embeddings[z_cols].to_numpy(np.float32)
-    # scanpy's convention: embeddings live in obsm (X_pca, X_umap...); X holds them too, var names them
-    return anndata.AnnData(X=z, obs=obs, var=pd.DataFrame(index=pd.Index(z_cols, dtype=object)), obsm={"X_latent": z})
 
 
 def simulate(model: LatentModel, n: int, seed: int) -> np.ndarray:

@@ -9,9 +9,10 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-from cpvae_assets.generation import to_anndata
-from cpvae_assets.lake import atomic_path, read_table
-from cpvae_assets.paths import partition_dir
+from cpvae_assets.schema import latent_columns_of
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.paths import DATA_TABLE
+from cpvae_assets.storage.tables import atomic_path
 
 Format = Literal["h5ad"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -20,6 +21,19 @@ FORMATS: tuple[str, ...] = get_args(Format)
 def _strings(frame: pd.DataFrame) -> pd.DataFrame:
     """Nullable pandas strings as plain object strings: readable by every anndata version."""
     return frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
+
+
+def to_anndata(embeddings: pd.DataFrame):
+    """The embeddings as AnnData: X and obsm["X_latent"] = latent means, obs = profile metadata,
+    var = latent features (for scanpy / pertpy)."""
+    import anndata
+
+    z_cols = latent_columns_of(embeddings)
+    obs = _strings(embeddings.drop(columns=z_cols).set_index("profile_id"))
+    obs.index = obs.index.astype(str).astype(object)
+    z = embeddings[z_cols].to_numpy(np.float32)
+    # scanpy's convention: embeddings live in obsm (X_pca, X_umap...); X holds them too, var names them
+    return anndata.AnnData(X=z, obs=obs, var=pd.DataFrame(index=pd.Index(z_cols, dtype=object)), obsm={"X_latent": z})
 
 
 def lsa_anndata(predictions: pd.DataFrame, feature_means: pd.DataFrame, zscores: pd.DataFrame | None = None):
@@ -40,28 +54,25 @@ def lsa_anndata(predictions: pd.DataFrame, feature_means: pd.DataFrame, zscores:
     return anndata.AnnData(X=x, obs=_strings(obs), var=pd.DataFrame(index=pd.Index(features, dtype=object)))
 
 
-def export(lake: Path, dataset: str, model_type: str, fmt: str, output: Path, overwrite: bool = False) -> list[Path]:
+def export(lake: Lake, dataset: str, model_type: str, fmt: str, output: Path, overwrite: bool = False) -> list[Path]:
     """Write ``<dataset>_<model_type>_embeddings.h5ad`` and ``..._lsa_predictions.h5ad`` into
     ``output``; existing files are refused unless ``overwrite``, and nothing is written if any input
     is missing."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    sources = {
-        "embeddings": partition_dir(lake, "latent_embeddings", dataset, model_type) / "data.parquet",
-        "predictions": partition_dir(lake, "lsa_predictions", dataset, model_type) / "data.parquet",
-        "means": partition_dir(lake, "moa_means", dataset, model_type) / "features.parquet",
-        "zscores": partition_dir(lake, "lsa_zscores", dataset, model_type) / "data.parquet",
-    }
-    missing = [str(p) for p in sources.values() if not p.is_file()]
+    sources = {"embeddings": ("latent_embeddings", DATA_TABLE), "predictions": ("lsa_predictions", DATA_TABLE),
+               "means": ("moa_means", "features"), "zscores": ("lsa_zscores", DATA_TABLE)}
+    missing = [str(lake.path(asset, dataset, model_type, table)) for asset, table in sources.values()
+               if not lake.has(asset, dataset, model_type, table)]
     if missing:
         raise FileNotFoundError(f"{dataset} / {model_type}: not materialised yet: {', '.join(missing)}")
     targets = {name: output / f"{dataset}_{model_type}_{name}.{fmt}" for name in ("embeddings", "lsa_predictions")}
     existing = [str(t) for t in targets.values() if t.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)}: already exists; pass --overwrite to replace")
-    adatas = {"embeddings": to_anndata(read_table(sources["embeddings"])),
-              "lsa_predictions": lsa_anndata(read_table(sources["predictions"]), read_table(sources["means"]),
-                                             read_table(sources["zscores"]))}
+    read = {name: lake.table(asset, dataset, model_type, table) for name, (asset, table) in sources.items()}
+    adatas = {"embeddings": to_anndata(read["embeddings"]),
+              "lsa_predictions": lsa_anndata(read["predictions"], read["means"], read["zscores"])}
     for name, adata in adatas.items():
         adata.uns["cpvae"] = {"dataset": dataset, "model_type": model_type}
         with atomic_path(targets[name]) as tmp:

@@ -7,7 +7,7 @@ import subprocess
 from functools import cache
 from importlib import metadata
 
-from cpvae_assets.paths import project_root
+from cpvae_assets.storage.paths import project_root
 
 PACKAGE = "cpvae-assets"
 

@@ -3,26 +3,25 @@
 A file is downloaded to ``<name>.part`` beside its target; an interrupted download resumes with an
 HTTP Range request; the finished file is renamed into place only after its size and sha256 match
 the manifest, so the landing folder never holds a file the sensor could ingest half-written. Only
-https is accepted (http to 127.0.0.1 for tests), a download stops at the declared size, and transient
+https is accepted, a download stops at the declared size, and transient
 failures are retried a bounded number of times with exponential backoff, resuming each time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from cpvae_assets.paths import check_name, inside
+from cpvae_assets.storage.hashing import sha256_of
+from cpvae_assets.storage.paths import check_name, inside
 
 MANIFEST_COLUMNS = ("path", "sha256", "size_bytes", "url")
 CHUNK = 1 << 20
@@ -57,14 +56,6 @@ def read_manifest(path: Path) -> list[ManifestEntry]:
     return [ManifestEntry(r.path, r.sha256, int(r.size_bytes), r.url) for r in frame.itertuples()]
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _progress(total: int, initial: int, name: str, enabled: bool):
     from tqdm import tqdm
 
@@ -74,14 +65,12 @@ def _progress(total: int, initial: int, name: str, enabled: bool):
 # transient failures (dropped connection, timeout, HTTP 5xx / 429) are retried with exponential backoff
 RETRIES = 3
 BACKOFF_SECONDS = 1.0
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def check_url(url: str) -> str:
-    """Only ``https`` (and ``http`` to this machine, for tests): no ``file:``, ``ftp:`` or plain-text
-    downloads whose bytes anyone on the way could change before the sha256 check."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS):
+    """Only ``https``: no ``file:``, ``ftp:`` or plain-text downloads whose bytes anyone on the way
+    could change before the sha256 check."""
+    if urllib.parse.urlsplit(url).scheme == "https":
         return url
     raise FetchError(f"{url}: refused, downloads must use https")
 
@@ -164,13 +153,3 @@ def fetch_file(entry: ManifestEntry, dest_dir: Path, progress: bool = True, time
         raise FetchError(f"{entry.path}: sha256 {digest} does not match the manifest's {entry.sha256}; refused and removed")
     os.replace(part, target)
     return target
-
-
-def fetch(manifest: Path, paths: Iterable[str], dest_dir: Path, progress: bool = True) -> list[Path]:
-    """Fetch the manifest entries whose ``path`` is in ``paths`` into ``dest_dir``."""
-    entries = {e.path: e for e in read_manifest(manifest)}
-    wanted = list(paths)
-    unknown = [p for p in wanted if p not in entries]
-    if unknown:
-        raise FetchError(f"{manifest}: no entry for {unknown}")
-    return [fetch_file(entries[p], dest_dir, progress) for p in wanted]

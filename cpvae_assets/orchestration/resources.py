@@ -6,26 +6,23 @@ from pathlib import Path
 
 import dagster as dg
 
-from cpvae_assets.fetch import ManifestEntry, fetch_file, read_manifest, sha256_of
-from cpvae_assets.paths import inside, landing_dir, lake_root
-from cpvae_assets.registry import DATA_DIR, DatasetSpec
+from cpvae_assets.ingestion.fetch import ManifestEntry, fetch_file, read_manifest
+from cpvae_assets.ingestion.registry import DatasetSpec
+from cpvae_assets.storage.hashing import sha256_of
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.paths import PACKAGE_DATA
 
-DEFAULT_MANIFEST = DATA_DIR / "remote_manifest.tsv"
+DEFAULT_MANIFEST = PACKAGE_DATA / "remote_manifest.tsv"
 
 
 class LakeResource(dg.ConfigurableResource):
-    """The data lake root; empty means ``$CPVAE_LAKE`` or ``<repo>/data_lake``."""
+    """The data lake (``Lake``: tables, landing folders, catalog); an empty root means ``$CPVAE_LAKE``
+    or ``<repo>/data_lake``. Assets take it as ``lake: dg.ResourceParam[Lake]``."""
 
     root: str = ""
 
-    @property
-    def path(self) -> Path:
-        return lake_root(self.root or None)
-
-    def landing(self, dataset: str) -> Path:
-        folder = landing_dir(self.path, dataset)
-        inside(self.path / "landing", folder)  # a symlinked dataset folder must not lead out of landing
-        return folder
+    def create_resource(self, context: dg.InitResourceContext) -> Lake:
+        return Lake.at(self.root or None)
 
 
 class LincsRemoteResource(dg.ConfigurableResource):

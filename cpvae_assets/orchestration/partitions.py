@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import dagster as dg
 
-ModelType = Literal["vanilla", "beta", "mmd", "pca"]
-MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+from cpvae_assets.schema import MODEL_TYPES
 
 dataset_partitions = dg.DynamicPartitionsDefinition(name="dataset")
 model_type_partitions = dg.StaticPartitionsDefinition(list(MODEL_TYPES))
@@ -24,3 +21,9 @@ def partition_dimensions(key: str | dg.MultiPartitionKey | None) -> dict[str, st
     if isinstance(key, dg.MultiPartitionKey):
         return dict(key.keys_by_dimension)
     return {"dataset": key}
+
+
+def dataset_and_model(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    """(dataset, model type) of a ``dataset x model_type`` asset partition being materialised."""
+    dims = partition_dimensions(context.partition_key)
+    return dims["dataset"], dims["model_type"]

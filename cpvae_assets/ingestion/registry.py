@@ -9,13 +9,12 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
-from cpvae_assets.paths import check_name, inside
+from cpvae_assets.schema import CONTROL_LABEL, Kind
+from cpvae_assets.storage.paths import PACKAGE_DATA, check_name, inside
 
-Kind = Literal["cell_painting", "l1000"]
 REGISTRY_FILE = Path(__file__).with_name("datasets.toml")
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 LOCAL_SPEC = "dataset.toml"
 
 
@@ -55,7 +54,7 @@ class DatasetSpec:
     def moa_table_path(self) -> Path | None:
         if self.moa_table is None:
             return None
-        return DATA_DIR / check_name(self.moa_table, "MOA table name")
+        return PACKAGE_DATA / check_name(self.moa_table, "MOA table name")
 
 
 def _build(name: str, raw: dict, source: str) -> DatasetSpec:
@@ -80,7 +79,7 @@ def _build(name: str, raw: dict, source: str) -> DatasetSpec:
         dose=raw["dose"],
         stratum=raw["stratum"],
         control_column=raw["control_column"],
-        control_values=tuple(str(v) for v in raw.get("control_values", ["DMSO"])),
+        control_values=tuple(str(v) for v in raw.get("control_values", [CONTROL_LABEL])),
         moa=raw.get("moa"),
         moa_table=raw.get("moa_table"),
         moa_join=(join["profile"], join["table"]) if join else None,

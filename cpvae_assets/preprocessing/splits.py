@@ -75,11 +75,3 @@ def normalise_splits(
     }
     table = pd.DataFrame({"feature": features, "data_min": scaler.data_min_, "data_max": scaler.data_max_})
     return NormalisedSplits(frame, table, bool(split.attrs["stratified"]), outside)
-
-
-def scaler_from_table(table: pd.DataFrame) -> MinMaxScaler:
-    """Rebuild the fitted scaler from its stored table, so later stages can invert the scaling."""
-    scaler = MinMaxScaler()
-    scaler.fit(np.vstack([table["data_min"].to_numpy(), table["data_max"].to_numpy()]))
-    scaler.feature_names_in_ = table["feature"].to_numpy(dtype=object)
-    return scaler

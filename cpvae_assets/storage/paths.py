@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 LAKE_ENV = "CPVAE_LAKE"
+# files shipped with the package: real plates, the Repurposing Hub tables, the LINCS manifest
+PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
+# folders under the lake root that hold no asset tables (landing files, the Dagster instance, scratch)
+NOT_ASSETS = frozenset({"landing", "dagster_home", "tmp"})
+# the file of an asset partition that downstream assets load; side tables (scaler, ...) sit beside it
+DATA_FILE = "data.parquet"
+DATA_TABLE, TABLE_SUFFIX = Path(DATA_FILE).stem, Path(DATA_FILE).suffix
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
@@ -20,14 +28,14 @@ class UnsafePathError(ValueError):
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parent.parent.parent
 
 
 def lake_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The lake root: explicit argument, else ``$CPVAE_LAKE``, else ``<repo>/data_lake``.
 
     A URL (``s3://bucket/lake``, ``gs://...``, ``memory://...``) gives a ``UPath`` on that fsspec
-    filesystem (the storage layer in ``cpvae_assets.lake`` handles it); ``file://`` and plain paths
+    filesystem (the storage layer in ``cpvae_assets.storage`` handles it); ``file://`` and plain paths
     give a resolved local ``Path``."""
     if root is None:
         root = os.environ.get(LAKE_ENV) or project_root() / "data_lake"
@@ -71,5 +79,18 @@ def partition_dir(lake: Path, asset: str, dataset: str, model_type: str | None =
     return path
 
 
+def table_file(folder: Path, table: str = DATA_TABLE) -> Path:
+    """The Parquet file of one table of a partition folder (``data`` unless a side table is named)."""
+    return folder / f"{check_name(table, 'table name')}{TABLE_SUFFIX}"
+
+
 def catalog_path(lake: Path) -> Path:
     return lake / "cpvae.duckdb"
+
+
+def is_remote(path: object) -> bool:
+    """True for a path on a non-local fsspec filesystem (a ``UPath`` with an ``s3``, ``gs``,
+    ``memory``... protocol); plain ``pathlib`` paths and ``file://`` are local. Imports nothing: no
+    UPath exists before ``lake_root`` has imported upath for a URL."""
+    upath = sys.modules.get("upath")
+    return upath is not None and isinstance(path, upath.UPath) and path.protocol not in ("", "file", "local")

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cpvae_assets.ingest import CANONICAL
-from cpvae_assets.splits import FRACTIONS, SPLITS
+from cpvae_assets.preprocessing.splits import FRACTIONS, SPLITS
+from cpvae_assets.schema import CANONICAL
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""How steps execute: the executor of every job, and the pool and Kubernetes tags of training steps.
+"""How runs execute: the executor of every job, the resources, and the pool and Kubernetes tags of
+training steps.
 
 - On one machine (default): the multiprocess executor, each step in its own process, at most
   ``$CPVAE_MAX_CONCURRENT`` steps of a run at once (default: the number of CPUs, at least 2).
@@ -18,6 +19,9 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+
+from cpvae_assets.orchestration.io_manager import LakeIOManager
+from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
 
 EXECUTOR_ENV = "CPVAE_EXECUTOR"
 MAX_CONCURRENT_ENV = "CPVAE_MAX_CONCURRENT"
@@ -63,5 +67,8 @@ def executor() -> dg.ExecutorDefinition:
 
 
 @dg.definitions
-def execution() -> dg.Definitions:
-    return dg.Definitions(executor=executor())
+def runtime() -> dg.Definitions:
+    return dg.Definitions(
+        executor=executor(),
+        resources={"io_manager": LakeIOManager(), "lake": LakeResource(), "lincs_remote": LincsRemoteResource()},
+    )

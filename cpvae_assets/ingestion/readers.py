@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-META_PREFIX = "Metadata_"
-SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".gct", ".gct.gz", ".gctx")
+from cpvae_assets.ingestion.landing import SUFFIXES, profile_format
+from cpvae_assets.schema import META_PREFIX
 
 
 class ProfileFileError(ValueError):
@@ -41,15 +41,6 @@ _MAGIC = (
     (b"\x1f\x8b", "is gzip-compressed; name it .csv.gz (or .tsv.gz, .gct.gz)"),
 )
 _DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
-
-
-def profile_format(path: Path) -> str | None:
-    """The format named by the file's suffix, or None for files the loader ignores."""
-    name = path.name.lower()
-    for suffix in sorted(SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return suffix.lstrip(".").removesuffix(".gz")
-    return None
 
 
 def _open_binary(path: Path):

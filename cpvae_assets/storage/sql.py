@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cpvae_assets.lake import rebuild_catalog
-from cpvae_assets.paths import catalog_path
+from cpvae_assets.storage.catalog import rebuild_catalog
+from cpvae_assets.storage.paths import NOT_ASSETS, catalog_path
 
 ALLOWED = {"SELECT", "EXPLAIN"}
 READ_RETRIES = 5
@@ -116,7 +116,7 @@ def _renamed_since(lake: Path, since_ns: int) -> bool:
     """Whether a table file of the lake was created or renamed (its ctime) after ``since_ns``."""
     for folder, dirs, files in os.walk(lake):
         if Path(folder) == lake:
-            dirs[:] = [d for d in dirs if d not in ("landing", "dagster_home")]
+            dirs[:] = [d for d in dirs if d not in NOT_ASSETS]
         for name in files:
             try:
                 if os.stat(os.path.join(folder, name)).st_ctime_ns >= since_ns:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cpvae_assets.lake import atomic_path
-from cpvae_assets.registry import DATA_DIR
+from cpvae_assets.storage.paths import PACKAGE_DATA
+from cpvae_assets.storage.tables import atomic_path
 
 DOSES_UM = (0.04, 0.12, 0.37, 1.11, 3.33, 10.0)
 HIDDEN = 8
@@ -66,14 +66,14 @@ def cellprofiler_feature_names(n: int = 588) -> list[str]:
 
 
 def _moa_names(n: int) -> list[str]:
-    table = pd.read_csv(DATA_DIR / "repurposing_info_external_moa_map_resolved.tsv", sep="\t", dtype=str)
+    table = pd.read_csv(PACKAGE_DATA / "repurposing_info_external_moa_map_resolved.tsv", sep="\t", dtype=str)
     single = table["moa"].dropna()
     counts = single[~single.str.contains("|", regex=False)].value_counts()
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return [name for name, _ in ranked[:n]]
 
 
-def _design(cfg: DemoConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+def design_compounds(cfg: DemoConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Compounds (id, moa, hidden direction) and the ground truth of the two-MOA combinations."""
     moas = _moa_names(cfg.n_single_moas)
     direction = {m: rng.normal(0, 1, HIDDEN) * 1.5 for m in moas}
@@ -201,9 +201,9 @@ def write_gctx(path: Path, samples: pd.DataFrame, genes: pd.DataFrame) -> None:
 
 
 def _landmark_genes() -> pd.DataFrame:
-    from cpvae_assets.readers import read_gct
+    from cpvae_assets.ingestion.readers import read_gct
 
-    _, genes = read_gct(DATA_DIR / "real" / "l1000_LJP005_A375_24H.gct.gz")
+    _, genes = read_gct(PACKAGE_DATA / "real" / "l1000_LJP005_A375_24H.gct.gz")
     return genes[["feature", "pr_gene_symbol"]]
 
 
@@ -215,7 +215,7 @@ def _write_csv_gz(frame: pd.DataFrame, path: Path) -> None:
 def generate_demo(landing_root: Path, cfg: DemoConfig = DemoConfig()) -> dict[str, Path]:
     """Write ``demo_cp_level5`` (CSV.gz), ``demo_cp_level4`` (Parquet), ``demo_l1000`` (GCTX)."""
     rng = np.random.default_rng(cfg.seed)
-    compounds, truth, _ = _design(cfg, rng)
+    compounds, truth, _ = design_compounds(cfg, rng)
     level4, level5 = generate_cell_painting(cfg, compounds, rng)
     l1000 = generate_l1000(cfg, compounds, rng, _landmark_genes())
     out = {}

@@ -1,0 +1,5 @@
+import sys
+
+from cpvae_assets.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,9 @@
+"""Run tags the platform reads back: the landing content a run ingests or rejected, and why."""
+
+# the landing content hash a sensor-requested ingestion run was started for
+HASH_TAG = "cpvae/landing_sha256"
+# set by raw_profiles on a run whose landing content was refused; the sensor never requests it again
+REJECTED_TAG = "cpvae/rejected"
+REASON_TAG = "cpvae/rejection"
+# who launched a run (cpvae demo, the CLI)
+LAUNCHED_BY_TAG = "cpvae/launched_by"
