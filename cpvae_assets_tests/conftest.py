@@ -1,16 +1,24 @@
-"""Shared fixtures: every test gets its own lake, never the repository's data_lake/."""
+"""Shared fixtures: every test gets its own lake, never the repository's data_lake/.
+
+Fixtures used by more than one test folder live here too (the download test server, a populated
+lake, a Dagster test instance); those of one folder live in that folder's conftest.py."""
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 from pathlib import Path
 
+import dagster as dg
+import pandas as pd
 import pytest
 
-from cpvae_assets.storage.paths import PACKAGE_DATA
+from cpvae_assets.storage.paths import DATA_FILE, partition_dir, table_file
+from cpvae_assets.storage.tables import write_table
 
-REAL_CP = PACKAGE_DATA / "real" / "lincs_cellpainting_plate_SQ00015054.csv.gz"
-REAL_L1000 = PACKAGE_DATA / "real" / "l1000_LJP005_A375_24H.gct.gz"
+from cpvae_assets_tests.support.file_server import PAYLOAD, FileServer, handler_for
+from cpvae_assets_tests.support.lake_tables import profiles
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +66,49 @@ def tls_context(test_ca, monkeypatch: pytest.MonkeyPatch):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     return context
+
+
+# --------------------------------------------------------------------------- shared by several folders
+
+
+@pytest.fixture
+def server(tls_context) -> FileServer:
+    state = FileServer(base_url="", files={"lincs.csv.gz": PAYLOAD, "other.bin": PAYLOAD[:1000]})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_for(state))
+    httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True)
+    httpd.daemon_threads = True
+    state.base_url = f"https://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def populated(lake: Path) -> Path:
+    """A lake with two raw datasets of different features, a side table and a two-level partition."""
+    write_table(profiles(4, ["f1", "f2"]), table_file(partition_dir(lake, "raw_profiles", "a")))
+    write_table(profiles(6, ["f1", "f3"], seed=2), table_file(partition_dir(lake, "raw_profiles", "b")))
+    splits = profiles(4, ["f1"])
+    splits["split"] = ["train", "train", "val", "test"]
+    write_table(splits, table_file(partition_dir(lake, "normalised_splits", "a")))
+    write_table(pd.DataFrame({"feature": ["f1"], "mean": [0.0], "std": [1.0]}),
+                table_file(partition_dir(lake, "normalised_splits", "a"), "scaler"))
+    write_table(pd.DataFrame({"z0": [0.1, 0.2], "z1": [1.0, 2.0]}),
+                table_file(partition_dir(lake, "foo", "a", "pca")))
+    # things that are not asset tables
+    write_table(pd.DataFrame({"x": [1]}), lake / "landing" / "a" / "looks_like.parquet")
+    write_table(pd.DataFrame({"x": [1]}), lake / "tmp" / "scratch.parquet")
+    write_table(pd.DataFrame({"x": [1]}), lake / ".hidden_asset" / "dataset=a" / DATA_FILE)
+    write_table(pd.DataFrame({"x": [1]}), partition_dir(lake, "foo", "a", "pca") / ".data.parquet")
+    return lake
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst

@@ -2,8 +2,8 @@
 # The system packages the test suite needs, installed with apt only where they are missing.
 # `make test` runs this first (so does `.ci/run`, through `make test`); a machine that has them
 # installs nothing and needs no network.
-#   - postgresql: the server binaries (initdb, pg_ctl); test_postgres.py starts its own server;
-#   - chromium: headless, renders the HTML report in test_reporting_e2e.py.
+#   - postgresql: the server binaries (initdb, pg_ctl); deploy/test_postgres.py starts its own server;
+#   - chromium: headless, renders the HTML report in report/test_reporting_e2e.py.
 # `--check` only reports what is missing (exit 1 if anything is).
 set -euo pipefail
 

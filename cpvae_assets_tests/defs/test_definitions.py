@@ -1,0 +1,99 @@
+"""The Definitions: asset keys, partitions and automation, asset checks, sensors and schedules, the
+dataset x model type partitions, and that loading them does not import TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dagster as dg
+
+from cpvae_assets.definitions import defs
+from cpvae_assets.orchestration.partitions import (
+    MODEL_TYPES,
+    dataset_model_partitions,
+    dataset_partitions,
+    model_type_partitions,
+)
+from cpvae_assets.storage.paths import project_root
+
+PROJECT = project_root()
+
+
+def test_asset_keys_partitions_and_automation() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"raw_profiles", "normalised_splits", "remote_files", "tuned_hyperparameters", "trained_models",
+                    "training_curves", "latent_embeddings", "generation_qc", "moa_groups", "moa_means",
+                    "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores", "lsa_summary", "leave_moa_out",
+                    "latent_traversal", "feature_group_contributions", "latent_correlation", "report"}
+    assert {k.to_user_string() for a in defs.assets for k in a.keys} == keys
+    for name in ("tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc",
+                 "moa_means", "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores",
+                 "latent_traversal", "feature_group_contributions", "latent_correlation"):
+        partitions = graph.get(dg.AssetKey(name)).partitions_def
+        assert isinstance(partitions, dg.MultiPartitionsDefinition), name
+        assert graph.get(dg.AssetKey(name)).automation_condition.get_label() == "eager"
+    assert graph.get(dg.AssetKey("moa_groups")).partitions_def.name == "dataset"
+    # the report of a dataset follows every model type's partition of it
+    report = graph.get(dg.AssetKey("report"))
+    assert report.partitions_def.name == "dataset" and report.automation_condition.get_label() == "eager"
+    assert {k.to_user_string() for k in report.parent_keys} >= {"lsa_zscores", "feature_group_contributions",
+                                                                "latent_correlation", "generation_qc", "training_curves"}
+    assert graph.get(dg.AssetKey("lsa_summary")).partitions_def is None
+    assert graph.get(dg.AssetKey("leave_moa_out")).automation_condition is None  # on demand: it retrains
+    for name in ("raw_profiles", "normalised_splits"):
+        partitions = graph.get(dg.AssetKey(name)).partitions_def
+        assert isinstance(partitions, dg.DynamicPartitionsDefinition)
+        assert partitions.name == "dataset"
+    assert graph.get(dg.AssetKey("remote_files")).partitions_def is None
+    condition = graph.get(dg.AssetKey("normalised_splits")).automation_condition
+    assert condition is not None and condition.get_label() == "eager"
+    assert graph.get(dg.AssetKey("raw_profiles")).automation_condition is None
+
+
+def test_asset_checks() -> None:
+    graph = defs.resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {
+        ("raw_profiles", "required_metadata"), ("raw_profiles", "feature_count"),
+        ("normalised_splits", "no_nonfinite_features"), ("normalised_splits", "split_proportions"),
+        ("normalised_splits", "every_stratum_in_training"),
+        ("trained_models", "real_beats_shuffled"), ("training_curves", "finite_losses"),
+        ("latent_embeddings", "one_row_per_profile"),
+    }
+
+
+def test_sensors_and_schedule() -> None:
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {"landing_sensor", "cpvae_automation"}
+    assert isinstance(sensors["cpvae_automation"], dg.AutomationConditionSensorDefinition)
+    assert sensors["landing_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+    schedules = {s.name: s for s in defs.schedules}
+    assert set(schedules) == {"weekly_remote_manifest_check"}
+    assert schedules["weekly_remote_manifest_check"].cron_schedule == "0 6 * * 1"
+    assert schedules["weekly_remote_manifest_check"].default_status == dg.DefaultScheduleStatus.STOPPED
+    assert {"io_manager", "lake", "lincs_remote"} <= set(defs.resources)
+    defs.validate_loadable(defs)
+
+
+def test_dataset_model_partitions() -> None:
+    key = dg.MultiPartitionKey({"dataset": "d1", "model_type": "pca"})
+    assert str(key) == "d1|pca"
+    assert MODEL_TYPES == ("vanilla", "beta", "mmd", "pca")
+    assert set(model_type_partitions.get_partition_keys()) == {"vanilla", "beta", "mmd", "pca"}
+    dims = {d.name: d.partitions_def for d in dataset_model_partitions.partitions_defs}
+    assert dims["dataset"] is dataset_partitions
+    assert dims["model_type"] is model_type_partitions
+    with dg.instance_for_test() as inst:
+        inst.add_dynamic_partitions("dataset", ["d1"])
+        keys = dataset_model_partitions.get_partition_keys(dynamic_partitions_store=inst)
+    assert sorted(str(k) for k in keys) == sorted(f"d1|{m}" for m in MODEL_TYPES)
+
+
+def test_definitions_do_not_import_tensorflow() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import cpvae_assets.definitions, sys; print('tensorflow' in sys.modules)"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -1,0 +1,66 @@
+"""Embeddings of every profile (and their AnnData form) and the generation QC of a trained model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cpvae_assets_tests.support.model_data import LATENT, N_FEATURES, Data
+
+
+# --------------------------------------------------------------------------------------------- embeddings, QC
+
+
+def _splits_frame(data: Data) -> pd.DataFrame:
+    x = data.all
+    splits = ["train"] * len(data.train) + ["validation"] * len(data.val) + ["test"] * len(data.test)
+    meta = pd.DataFrame({"profile_id": [f"p{i}" for i in range(len(x))], "compound": [f"c{i % 7}" for i in range(len(x))],
+                         "dose": np.linspace(0.1, 10, len(x)), "split": splits})
+    return pd.concat([meta, pd.DataFrame(x, columns=[f"Cells_Feature_{j}" for j in range(x.shape[1])])], axis=1)
+
+
+def test_embed_and_anndata(trained, data: Data, tmp_path: Path) -> None:
+    import anndata
+
+    from cpvae_assets.models.embedding import embed
+    from cpvae_assets.report.export import to_anndata
+
+    model = trained("beta").model
+    splits = _splits_frame(data)
+    embeddings = embed(model, splits)
+    z_cols = [f"z_{i}" for i in range(LATENT)]
+    assert len(embeddings) == len(splits)
+    assert list(embeddings.columns) == ["profile_id", "compound", "dose", "split", *z_cols]
+    assert list(embeddings["profile_id"]) == list(splits["profile_id"])
+    np.testing.assert_allclose(embeddings[z_cols].to_numpy(), model.encode(data.all), atol=1e-6)
+
+    path = tmp_path / "embeddings.h5ad"
+    to_anndata(embeddings).write_h5ad(path)
+    back = anndata.read_h5ad(path)
+    assert back.shape == (len(splits), LATENT)
+    assert list(back.obs_names) == list(splits["profile_id"])
+    assert list(back.var_names) == z_cols
+    assert list(back.obs["split"]) == list(splits["split"])
+    np.testing.assert_allclose(np.asarray(back.X), embeddings[z_cols].to_numpy(np.float32), atol=1e-6)
+
+
+def test_generation_qc(trained, data: Data) -> None:
+    from cpvae_assets.models.generation import generation_qc
+
+    ids = [f"t{i}" for i in range(len(data.test))]
+    qc = generation_qc(trained("beta").model, data.test, ids, seed=0)
+    assert {"reconstruction_mse", "reconstruction_sse_per_profile", "simulated_hausdorff",
+            "simulated_mean_nn_distance", "reconstructed_mean_nn_distance", "test_profiles"} <= set(qc.scores)
+    assert all(math.isfinite(v) for v in qc.scores.values())
+    assert qc.scores["test_profiles"] == len(data.test)
+    assert qc.scores["reconstruction_sse_per_profile"] == pytest.approx(qc.scores["reconstruction_mse"] * N_FEATURES, rel=1e-4)
+    assert qc.scores["simulated_hausdorff"] >= qc.scores["simulated_mean_nn_distance"] > 0
+    assert qc.coords["kind"].value_counts().to_dict() == {k: len(data.test) for k in ("real", "reconstructed", "simulated")}
+    assert list(qc.coords.loc[qc.coords["kind"] == "real", "profile_id"]) == ids
+    assert np.isfinite(qc.coords[["umap_1", "umap_2"]].to_numpy()).all()
+    with pytest.raises(ValueError, match="too few"):
+        generation_qc(trained("beta").model, data.test[:4], ids[:4], seed=0)

@@ -1,0 +1,97 @@
+"""The stacked trainer: a member trains as if alone, history and best epoch, compiled functions traced
+once per signature, and the opt-in bfloat16 matmuls. Data and stack runs: ``models/conftest.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cpvae_assets_tests.support.model_data import HIDDEN, LATENT, STACK_EPOCHS, Data, low_rank
+
+
+def _curve(result, name: str, column: str) -> np.ndarray:
+    return np.array([row[column] for row in result.history if row["model"] == name])
+
+
+def test_stack_member_trains_as_if_alone(stack_runs: dict) -> None:
+    solo, together, index = stack_runs["solo"], stack_runs["ba"], 1
+    assert len(together.members) == 2 and together.members[index].name == "a"
+    for column in ("val_loss", "loss", "val_reconstruction", "kl"):
+        expected = _curve(solo, "a", column)
+        assert len(expected) == STACK_EPOCHS
+        np.testing.assert_allclose(_curve(together, "a", column), expected, rtol=1e-5, err_msg=column)
+    assert together.best_epoch[index] == solo.best_epoch[0]
+    assert together.best_val_loss[index] == pytest.approx(solo.best_val_loss[0], rel=1e-5)
+    # batch norm subtracts the mean: the encoder bias has no effect and a gradient of rounding noise only,
+    # which Adam's normalised steps turn into arbitrary values; it is compared inside the mean it shifts
+    mine = {**together.weights, "bn_mean": together.weights["bn_mean"] - together.weights["enc_b"]}
+    alone = {**solo.weights, "bn_mean": solo.weights["bn_mean"] - solo.weights["enc_b"]}
+    for name, value in alone.items():
+        if name != "enc_b":
+            np.testing.assert_allclose(mine[name][index], value[0], rtol=1e-4, atol=1e-5, err_msg=name)
+    # ... so it cannot change what the model computes: the encoder's output is the same without it
+    w = {name: value[index] for name, value in together.weights.items()}
+    x = stack_runs["x"]
+    def normalised(bias):
+        h = x @ w["enc_w"] + bias
+        return (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-3)
+    np.testing.assert_allclose(normalised(w["enc_b"][0]), normalised(0.0), atol=1e-4)
+    # the other member really is another model (different data, seed and objective)
+    assert not np.allclose(_curve(together, "b", "val_loss"), _curve(solo, "a", "val_loss"))
+
+
+def test_stack_history_and_best_epoch(stack_runs: dict) -> None:
+    result = stack_runs["ba"]
+    assert result.epochs_run == STACK_EPOCHS
+    assert len(result.history) == 2 * STACK_EPOCHS
+    for j, member in enumerate(result.members):
+        curve = _curve(result, member.name, "val_loss")
+        assert np.isfinite(curve).all()
+        assert result.best_val_loss[j] == pytest.approx(curve.min())
+        assert result.best_epoch[j] == int(np.argmin(curve)) + 1
+    assert _curve(result, "b", "mmd").max() > 0 and (_curve(result, "b", "kl") > 0).all()
+
+
+def test_train_stack_traces_once_per_signature(data: Data) -> None:
+    """The compiled epoch functions are cached per (K, features, hidden, latent, batch norm, MMD): a
+    call with other data, rows, batch size, learning rate, seed or loss weight traces nothing (issue 4:
+    each tuning trial used to pay the tracing), and a reused trainer trains exactly as a fresh one."""
+    from cpvae_assets.models.trainer import StackMember, compiled_traces, train_stack
+
+    hidden = HIDDEN + 3  # shapes no other test uses: these signatures start untraced in this process
+
+    def run(member, latent: int = LATENT + 1, **changes):
+        kwargs = {"latent_dim": latent, "hidden_dim": hidden, "learning_rate": 3e-3, "batch_size": 32,
+                  "encoder_batch_norm": True, "epochs": 2, "patience": 2} | changes
+        return train_stack([member], **kwargs)
+
+    def traces(latent: int) -> dict[str, int]:
+        return {name: count for sig, counts in compiled_traces().items() if (sig.hidden, sig.latent) == (hidden, latent)
+                for name, count in counts.items()}
+
+    first = run(StackMember("a", 0.3, 0.0, data.train, data.val, 1))  # traces (fresh trainer)
+    traced = traces(LATENT + 1)
+    assert traced == {"run_epoch": 1, "evaluate": 1, "calibrate": 1}
+    other = low_rank(seed=9)
+    run(StackMember("b", 1.0, 0.0, other[:200], other[200:230], 4), learning_rate=1e-3, batch_size=40)
+    again = run(StackMember("a", 0.3, 0.0, data.train, data.val, 1))
+    assert traces(LATENT + 1) == traced, "same signature, other data / rows / batch / lr / seed: no new trace"
+    for name, value in first.weights.items():
+        assert np.array_equal(again.weights[name], value), name
+    assert again.history == first.history
+    run(StackMember("a", 0.3, 0.0, data.train, data.val, 1), latent=LATENT + 2)  # another shape: one more trace
+    assert traces(LATENT + 2)["run_epoch"] == 1 and traces(LATENT + 1) == traced
+
+
+def test_bfloat16_matmuls_are_opt_in_and_close(data: Data) -> None:
+    """``matmul_dtype='bfloat16'`` (a speed option, off in the pipeline) trains to nearly the same losses."""
+    from cpvae_assets.models.trainer import StackMember, train_stack
+
+    member = StackMember("a", 0.3, 0.0, data.train, data.val, 1)
+    kwargs = {"latent_dim": LATENT, "hidden_dim": HIDDEN, "learning_rate": 3e-3, "batch_size": 32,
+              "encoder_batch_norm": True, "epochs": 3, "patience": 3}
+    full, half = train_stack([member], **kwargs), train_stack([member], **kwargs, matmul_dtype="bfloat16")
+    np.testing.assert_allclose(_curve(half, "a", "val_loss"), _curve(full, "a", "val_loss"), rtol=0.02)
+    assert not np.array_equal(half.weights["enc_w"], full.weights["enc_w"])
+    with pytest.raises(ValueError, match="matmul_dtype 'float16'"):
+        train_stack([member], **kwargs, matmul_dtype="float16")

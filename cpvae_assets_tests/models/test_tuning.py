@@ -1,0 +1,85 @@
+"""Hyperparameter tuning: the paper's values without trials, the beta grid and the Bayesian search, the
+stability rule for a training curve, and the Hausdorff distance the grid ranks by."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cpvae_assets_tests.support.model_data import HP, LATENT, Data
+
+
+# --------------------------------------------------------------------------------------------- tuning
+
+
+def test_tune_without_trials_uses_the_paper(data: Data) -> None:
+    from cpvae_assets.models.tuning import tune
+
+    for model_type in ("beta", "pca"):
+        result = tune(data.train, data.val, model_type, HP, trials=0 if model_type == "beta" else 5)
+        assert result.source == "paper"
+        assert result.chosen == HP
+        assert len(result.trials) == 1 and result.trials["chosen"].sum() == 1
+        row = result.trials.iloc[0]
+        assert row["stage"] == "paper_defaults"
+        assert (row["latent_dim"], row["batch_size"], row["beta"], row["lam"]) == (LATENT, 32, HP.beta, HP.lam)
+
+
+def test_tune_beta_grid_and_bayesian_search(data: Data) -> None:
+    from cpvae_assets.models.tuning import tune
+
+    result = tune(data.train, data.val, "beta", HP, trials=1, epochs=2, beta_grid=(0.1, 1.0))
+    trials = result.trials
+    assert result.source == "tuned"
+    assert trials["stage"].value_counts().to_dict() == {"beta_grid": 2, "paper_reference": 1, "bayesian": 1}
+    grid = trials[trials["stage"] == "beta_grid"]
+    assert sorted(grid["beta"]) == [0.1, 1.0]
+    assert np.isfinite(grid["hausdorff"]).all() and (grid["hausdorff"] > 0).all()
+    best_beta = grid.loc[grid["hausdorff"].idxmin(), "beta"]
+    assert result.chosen.beta == best_beta
+
+    assert trials["chosen"].sum() == 1
+    chosen = trials.loc[trials["chosen"]].iloc[0]
+    assert chosen["stage"] in ("paper_reference", "bayesian")
+    for name in ("learning_rate", "batch_size", "latent_dim", "encoder_batch_norm", "beta", "lam"):
+        assert chosen[name] == getattr(result.chosen, name), name
+    searched = trials[trials["stage"].isin(["paper_reference", "bayesian"])]
+    assert chosen["val_loss"] == searched["val_loss"].min()
+    reference = searched[searched["stage"] == "paper_reference"].iloc[0]
+    assert (reference["learning_rate"], reference["batch_size"], reference["latent_dim"]) == (
+        HP.learning_rate, HP.batch_size, HP.latent_dim)
+    assert result.chosen.hidden_dim == HP.hidden_dim and result.chosen.lam == HP.lam
+
+
+DOWN = [5.0, 4.0, 3.0, 2.5, 2.2, 2.0]
+
+
+@pytest.mark.parametrize("curve, reconstruction, expected", [
+    (DOWN, [4.0, 3.0, 2.5, 2.0, 1.8, 1.7], True),
+    ([5.0, 4.0, math.nan, 2.5, 2.2, 2.0], [4.0, 3.0, 2.5, 2.0, 1.8, 1.7], False),
+    (DOWN, [4.0, 3.0, 2.5, math.inf, 1.8, 1.7], False),
+    ([10.0, 5.0, 3.0, 2.0, 1.5, 4.0], [4.0, 3.0, 2.5, 2.0, 1.8, 1.7], False),  # late jump, still below start
+    (DOWN, [4.0, 4.0, 3.9, 3.9, 3.8, 3.8], False),  # reconstruction never falls by 10 %
+    ([2.0, 3.0, 4.0, 5.0], [4.0, 3.0, 2.0, 1.0], False),  # ends above its start
+    ([], [], False),
+], ids=["decreasing", "nan", "inf_reconstruction", "late_jump", "flat_reconstruction", "rising", "empty"])
+def test_stable(curve: list[float], reconstruction: list[float], expected: bool) -> None:
+    from cpvae_assets.models.tuning import stable
+
+    assert stable(curve, reconstruction) is expected
+
+
+def test_hausdorff() -> None:
+    from scipy.spatial.distance import cdist
+
+    from cpvae_assets.models.distances import hausdorff
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((30, 5)), rng.random((20, 5)) + 0.5
+    assert hausdorff(a, a) == 0.0
+    assert hausdorff(a, b) == hausdorff(b, a) > 0
+    d = cdist(a, b)
+    assert hausdorff(a, b) == pytest.approx(max(d.min(axis=1).max(), d.min(axis=0).max()))
+    assert hausdorff(a, np.concatenate([a, a[:3]])) == 0.0
