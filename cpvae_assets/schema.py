@@ -12,6 +12,9 @@ MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 Objective = Literal["vanilla", "beta", "mmd"]
 VAE_TYPES: tuple[str, ...] = get_args(Objective)
 Kind = Literal["cell_painting", "l1000"]
+# tuning and training budgets of the jobs (defs/jobs.py): a demo in minutes, the paper's method
+Preset = Literal["demo", "paper"]
+PRESETS: tuple[str, ...] = get_args(Preset)
 
 # the negative control (vehicle); the MOA group of every control profile
 CONTROL_LABEL = "DMSO"

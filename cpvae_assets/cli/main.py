@@ -7,8 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from cpvae_assets.schema import MODEL_TYPES
-from cpvae_assets.storage.lake import Lake
+from cpvae_assets.schema import MODEL_TYPES, PRESETS
 from cpvae_assets.storage.paths import lake_root
 
 
@@ -16,6 +15,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cpvae_assets.cli.demo import run_demo
 
     return run_demo(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cpvae_assets.cli.demo import run_datasets
+
+    return run_datasets(args)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -26,6 +31,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    from cpvae_assets.storage.lake import Lake
     from cpvae_assets.ingestion.registry import dataset_spec
     from cpvae_assets.orchestration.resources import LincsRemoteResource
 
@@ -41,6 +47,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict the profile of MOA A combined with MOA B in a dataset's latent space."""
+    from cpvae_assets.storage.lake import Lake
     from cpvae_assets.lsa.predict import predict_combination
     from cpvae_assets.models.store import ModelStore
 
@@ -59,6 +66,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from cpvae_assets.storage.lake import Lake
     from cpvae_assets.ingestion.registry import dataset_spec
     from cpvae_assets.report import write_report
 
@@ -87,6 +95,7 @@ def _provenance(lake: Path, dataset: str) -> tuple[dict[str, str], dict[tuple[st
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from cpvae_assets.storage.lake import Lake
     from cpvae_assets.report.export import export
 
     for path in export(Lake.at(args.lake), args.dataset, args.model_type, args.format, Path(args.output), args.overwrite):
@@ -99,7 +108,14 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--lake", default=None, help="data lake root (default: $CPVAE_LAKE or ./data_lake)")
     sub = top.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write the demo data, materialise every asset, print a summary")
+    demo.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event as well")
     demo.set_defaults(func=cmd_demo)
+    run = sub.add_parser("run", help="materialise datasets already in landing, at a preset's budget")
+    run.add_argument("datasets", nargs="+")
+    run.add_argument("--preset", default="demo", choices=PRESETS, help="tuning and training budget (defs/jobs.py)")
+    run.add_argument("--model-types", nargs="+", default=list(MODEL_TYPES), choices=MODEL_TYPES)
+    run.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event as well")
+    run.set_defaults(func=cmd_run)
     sql = sub.add_parser("sql", help="run a read-only SQL query over the lake's catalog")
     sql.add_argument("query")
     sql.add_argument("--max-rows", type=int, default=200)

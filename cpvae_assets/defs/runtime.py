@@ -22,6 +22,7 @@ import dagster as dg
 
 from cpvae_assets.orchestration.io_manager import LakeIOManager
 from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
+from cpvae_assets.orchestration.run_logs import python_logger
 
 EXECUTOR_ENV = "CPVAE_EXECUTOR"
 MAX_CONCURRENT_ENV = "CPVAE_MAX_CONCURRENT"
@@ -71,4 +72,7 @@ def runtime() -> dg.Definitions:
     return dg.Definitions(
         executor=executor(),
         resources={"io_manager": LakeIOManager(), "lake": LakeResource(), "lincs_remote": LincsRemoteResource()},
+        # the console logger is the default of every run; "python" is for processes that launch runs in
+        # themselves (cpvae demo) and show progress instead of every event
+        loggers={"console": dg.colored_console_logger, "python": python_logger},
     )

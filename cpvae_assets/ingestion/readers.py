@@ -209,4 +209,33 @@ def read_profiles(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         raise
     if frame.shape[0] == 0:
         raise ProfileFileError(path, "file has a header but no profiles")
-    return frame, features
+    return numeric_metadata(frame), features
+
+
+_MISSING_TEXT = ("", "nan", "NaN", "na", "NA", "None")
+_LEADING_ZERO = r"[+-]?0\d+"
+
+
+def numeric_metadata(frame: pd.DataFrame) -> pd.DataFrame:
+    """Metadata columns whose every value is a number become numbers (whole numbers without gaps:
+    int64, else float64), whatever the format stored them as: GCT and CSV hold text, GCTX and Parquet
+    numbers, and one plate must read the same from any of them. Identifiers with leading zeros
+    ('007') stay text."""
+    out = {}
+    for column in [c for c in frame.columns if str(c).startswith(META_PREFIX)]:
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values):
+            continue
+        if pd.api.types.is_numeric_dtype(values):
+            parsed = values.astype(np.float64)
+        else:
+            text = values.astype("string").str.strip()
+            present = text.notna() & ~text.isin(_MISSING_TEXT)
+            if not present.any() or text[present].str.fullmatch(_LEADING_ZERO).any():
+                continue
+            parsed = pd.to_numeric(text.where(present), errors="coerce").astype(np.float64)
+            if parsed[present].isna().any():
+                continue
+        whole = parsed.notna().all() and bool((parsed == np.round(parsed)).all()) and bool((parsed.abs() < 2**53).all())
+        out[column] = parsed.astype(np.int64) if whole else parsed
+    return frame.assign(**out) if out else frame

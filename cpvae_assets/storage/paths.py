@@ -14,8 +14,8 @@ from pathlib import Path
 LAKE_ENV = "CPVAE_LAKE"
 # files shipped with the package: real plates, the Repurposing Hub tables, the LINCS manifest
 PACKAGE_DATA = Path(__file__).resolve().parent.parent / "data"
-# folders under the lake root that hold no asset tables (landing files, the Dagster instance, scratch)
-NOT_ASSETS = frozenset({"landing", "dagster_home", "tmp"})
+# folders under the lake root that hold no asset tables (landing files, the Dagster instance, run logs, scratch)
+NOT_ASSETS = frozenset({"landing", "dagster_home", "logs", "tmp"})
 # the file of an asset partition that downstream assets load; side tables (scaler, ...) sit beside it
 DATA_FILE = "data.parquet"
 DATA_TABLE, TABLE_SUFFIX = Path(DATA_FILE).stem, Path(DATA_FILE).suffix

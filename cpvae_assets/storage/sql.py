@@ -14,14 +14,18 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, TypeVar
 
 from cpvae_assets.storage.catalog import rebuild_catalog
 from cpvae_assets.storage.paths import NOT_ASSETS, catalog_path
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+T = TypeVar("T")
 ALLOWED = {"SELECT", "EXPLAIN"}
 READ_RETRIES = 5
 # EXPLAIN ANALYZE executes the explained statement (e.g. a COPY ... TO into the lake)
@@ -65,6 +69,17 @@ def connect(lake: Path):
 
 def query(lake: Path, sql: str) -> pd.DataFrame:
     """Run one read-only statement (or several, all reads) and return the last result."""
+    return run(lake, sql, lambda cursor: cursor.df())
+
+
+def rows(lake: Path, sql: str) -> tuple[list[str], list[tuple]]:
+    """The same as ``query`` as column names and rows, without pandas (``cpvae sql`` answers in a
+    fraction of a second: importing pandas alone costs about two)."""
+    return run(lake, sql, lambda cursor: ([d[0] for d in cursor.description], cursor.fetchall()))
+
+
+def run(lake: Path, sql: str, consume: Callable[[object], T]) -> T:
+    """Check that every statement is a read, run them, and return ``consume`` of the last cursor."""
     import duckdb
 
     con = connect(lake)
@@ -81,7 +96,7 @@ def query(lake: Path, sql: str) -> pd.DataFrame:
         result = None
         for statement in statements:
             try:
-                result = _execute(con, statement, lake)
+                result = _execute(con, statement, lake, consume)
             except duckdb.PermissionException as exc:
                 first = str(exc).splitlines()[0]
                 raise duckdb.PermissionException(f"{first} (cpvae sql reads only files inside the lake {lake})") from None
@@ -90,7 +105,7 @@ def query(lake: Path, sql: str) -> pd.DataFrame:
         con.close()
 
 
-def _execute(con, statement, lake: Path) -> pd.DataFrame:
+def _execute(con, statement, lake: Path, consume: Callable[[object], T]) -> T:
     """Run a read, again if it failed while a writer renamed a file of the lake into place.
 
     DuckDB opens a Parquet file more than once per query (schema at bind time, data later); a file
@@ -102,7 +117,7 @@ def _execute(con, statement, lake: Path) -> pd.DataFrame:
     for attempt in range(READ_RETRIES + 1):
         started = time.time_ns()
         try:
-            return con.execute(statement).df()
+            return consume(con.execute(statement))
         except (duckdb.PermissionException, duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException):
             raise
         except duckdb.Error:
