@@ -15,8 +15,6 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 # the local instance: executor limits and the training pool (copied into DAGSTER_HOME if absent)
 LOCAL_INSTANCE := deploy/dagster.local.yaml
-# TensorFlow: no oneDNN banner, no GPU probing on machines without one
-export TF_CPP_MIN_LOG_LEVEL := 2
 
 .PHONY: install system-packages demo test ui sql check lock bench instance clean
 

@@ -55,6 +55,7 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False) -> list
     from cpvae_assets.cli.progress import RunProgress, duration, grouped_warnings
     from cpvae_assets.cli.summary import lsa_verdicts, print_summary
     from cpvae_assets.definitions import defs
+    from cpvae_assets.lsa.summary import NOT_BEATEN
     from cpvae_assets.orchestration.partitions import dataset_partitions, partition_dimensions
     from cpvae_assets.orchestration.tags import LAUNCHED_BY_TAG
 
@@ -68,6 +69,8 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False) -> list
     log_file = lake / LOG_FOLDER / f"cpvae-{command}-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     console = Console(highlight=False)
+    if not console.is_terminal:  # a log or a pipe: wide enough for the summary table, no wrapping
+        console = Console(highlight=False, width=max(console.width, 120))
     console.print(f"cpvae {command}: {len(datasets)} dataset(s), {len(runs)} runs on the Dagster instance "
                   f"{instance.root_directory}\nfull log: {log_file}")
     started, failed, skipped = time.monotonic(), [], set()
@@ -75,7 +78,7 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False) -> list
     with RunProgress(console, total_steps, len(runs), log_file, live=console.is_terminal and not verbose) as progress:
         progress.datasets = datasets
         per_dataset: dict[str, float] = {}
-        for i, run in enumerate(runs):
+        for run in runs:
             dataset = partition_dimensions(run.partition).get("dataset") if run.partition else None
             if dataset in skipped:
                 progress.end_run(0, True, "")
@@ -92,15 +95,13 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False) -> list
                 failed.append(f"{run.label} (run {result.run_id})")
                 if run.job == "dataset_inputs":
                     skipped.add(dataset)
-            last_of_dataset = dataset and all(partition_dimensions(r.partition).get("dataset") != dataset
-                                              for r in runs[i + 1:] if r.partition)
-            if last_of_dataset:
+            if run.job == "dataset_report":  # the last run of a dataset
                 mark = "failed" if any(f.startswith(f"{dataset} ") for f in failed) else "done"
-                progress.line(f"{mark:>6}  {dataset:<22} {duration(per_dataset[dataset])}")
+                progress.line(f"{mark:>6}  {dataset:<24} {duration(per_dataset[dataset]):>12}")
     console.print(f"\n{len(runs)} runs in {duration(time.monotonic() - started)}"
                   + (f", {len(failed)} failed" if failed else ""))
     print_summary(console, lake, datasets)
-    findings = lsa_verdicts(lake, datasets) + grouped_warnings(progress.warnings)
+    findings = lsa_verdicts(lake, datasets) + grouped_warnings(progress.warnings, summarised=(NOT_BEATEN,))
     if findings:
         console.print(f"\nWarnings that matter (full text in {log_file.name}):")
         for text in findings:

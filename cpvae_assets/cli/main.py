@@ -60,7 +60,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print("observed in the dataset" if result.observed else "no compound in the dataset has this combination")
     print("\nnearest compounds (L2 in the scaled feature space):")
     print(result.nearest_compounds.to_string(index=False))
-    print("\nnearest MOA groups:")
+    note = f" ({result.unannotated_profiles} profiles without an MOA annotation are in no group)" \
+        if result.unannotated_profiles else ""
+    print(f"\nnearest MOA groups{note}:")
     print(result.nearest_groups.to_string(index=False))
     return 0
 

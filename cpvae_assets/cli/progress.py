@@ -117,14 +117,16 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def grouped_warnings(warned: dict[str, Warned], most: int = 8) -> list[str]:
-    """One line per kind of warning, the most frequent first, with where it came from."""
-    rows = sorted(warned.values(), key=lambda w: (-len(w.where), w.example))
+def grouped_warnings(warned: dict[str, Warned], most: int = 8, summarised: tuple[str, ...] = ()) -> list[str]:
+    """One line per kind of warning, the most frequent first, with where it came from; warnings that
+    start with one of ``summarised`` are left out (the caller reports them in a line of its own)."""
+    rows = sorted((w for w in warned.values() if not w.example.startswith(summarised)),
+                  key=lambda w: (-len(w.where), w.example))
     lines = []
     for w in rows[:most]:
         where = sorted(dict.fromkeys(w.where))
         places = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
-        lines.append(f"{len(w.where)}x  {w.example[:110]}  ({places})")
+        lines.append(f"{w.example[:100]}  [{len(w.where)}x: {places}]")
     if len(rows) > most:
         lines.append(f"... and {len(rows) - most} other kinds of warning (see the log)")
     return lines

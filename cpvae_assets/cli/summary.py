@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -49,15 +50,15 @@ def print_summary(console: Console, lake: Path, datasets: list[str]) -> None:
     found = _rows(lake, SUMMARY_SQL.format(datasets=_in(datasets)))
     if not found:
         return
-    table = Table(title="Validation loss (real vs column-shuffled) and LSA against the best baseline (mean L2 over A|B)",
-                  title_justify="left", header_style="bold")
-    for name, justify in (("dataset", "left"), ("model", "left"), ("val loss", "right"), ("shuffled", "right"),
-                          ("epochs", "right"), ("A|B", "right"), ("LSA L2", "right"), ("best baseline (L2)", "left")):
-        table.add_column(name, justify=justify)
+    table = Table(title="Validation loss, real vs column-shuffled data; LSA against the best baseline, mean L2 over A|B",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("dataset", "model", "val loss", "shuffled", "epochs", "A|B", "LSA L2", "best baseline", "its L2"):
+        table.add_column(name, justify="left" if name in ("dataset", "model", "best baseline") else "right",
+                         no_wrap=True)
     for dataset, model, real, shuffled, epochs, pairs, lsa, best, best_l2 in found:
-        scored = pairs is not None and pairs > 0
+        scored = pairs is not None and pairs > 0 and best is not None
         table.add_row(dataset, model, _number(real), _number(shuffled), str(epochs), str(pairs or 0),
-                      _number(lsa) if scored else "-", f"{best} ({_number(best_l2)})" if scored and best else "-")
+                      _number(lsa) if scored else "-", best if scored else "-", _number(best_l2) if scored else "-")
     console.print()
     console.print(table)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 import dagster as dg
 
-from cpvae_assets.orchestration.partitions import dataset_model_partitions, dataset_partitions
 from cpvae_assets.schema import MODEL_TYPES, PRESETS, Preset
 
 # per dataset, before any model; per dataset x model type; per dataset, after every model type;
@@ -43,18 +42,18 @@ LEAVE_OUT_PARTITION = {"dataset": "demo_cp_level5", "model_type": "beta"}
 LEAVE_OUT_JOB = "leave_moa_out_job"  # defined beside its asset, in defs/lsa.py
 
 dataset_inputs = dg.define_asset_job(
-    "dataset_inputs", selection=list(DATASET_ASSETS), partitions_def=dataset_partitions,
+    "dataset_inputs", selection=list(DATASET_ASSETS),
     description="A dataset's profiles, splits and MOA groups (one dataset partition).")
 model_jobs = {
     preset: dg.define_asset_job(
-        f"models_{preset}", selection=list(MODEL_ASSETS), partitions_def=dataset_model_partitions,
+        f"models_{preset}", selection=list(MODEL_ASSETS),
         config={"ops": MODEL_CONFIG[preset]},
         description=f"Tuning, training, embeddings, QC, LSA and interpretation of one dataset x model type, "
                     f"at the {preset} budget.")
     for preset in PRESETS
 }
 dataset_report = dg.define_asset_job(
-    "dataset_report", selection=list(REPORT_ASSETS), partitions_def=dataset_partitions,
+    "dataset_report", selection=list(REPORT_ASSETS),
     description="A dataset's HTML report, once its model types are done.")
 summaries = dg.define_asset_job(
     "summaries", selection=list(SUMMARY_ASSETS),

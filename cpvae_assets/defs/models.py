@@ -19,6 +19,7 @@ from cpvae_assets.models.hyperparameters import (
     fit_to_data,
     from_trial,
     paper_defaults,
+    recorded,
 )
 from cpvae_assets.models.store import ModelStore
 from cpvae_assets.models.tuning import tune
@@ -84,7 +85,7 @@ def tuned_hyperparameters(context: dg.AssetExecutionContext, config: TuningConfi
                   config.trials, config.seed, config.epochs_per_trial, tuple(config.beta_grid), tuple(config.lambda_grid))
     trials = result.trials.assign(source=result.source, hidden_dim=result.chosen.hidden_dim)
     context.add_output_metadata({"source": result.source, "trials": len(trials), "seed": config.seed,
-                                 "chosen": json.dumps(result.chosen.as_dict())})
+                                 "chosen": json.dumps(recorded(result.chosen, model_type))})
     return trials
 
 
@@ -130,18 +131,20 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, la
     # the model files are renamed into place before this table: their hashes tie the two together
     model_files = store.save(dataset, model_type, run.model, run.seed_models)
     folder = store.folder(dataset, model_type)
-    summary = run.summary.assign(seconds=run.seconds, **{k: v for k, v in run.hyperparameters.as_dict().items()},
+    used = recorded(run.hyperparameters, model_type)
+    summary = run.summary.assign(seconds=run.seconds, **used,
                                  scaler=str(lake.path("normalised_splits", dataset, table="scaler")),
                                  model_files_sha256=json.dumps(model_files, sort_keys=True))
     real = summary.loc[summary["chosen"], "val_loss"].iloc[0]
     shuffled = summary.loc[summary["role"] == "shuffled", "val_loss"].min()
-    png = plots.training_curves_figure(run.curves, f"{dataset} / {model_type}")
     yield dg.Output(summary, output_name="trained_models", metadata={
         "model_files": dg.MetadataValue.path(str(folder)), "seed": config.seed, "epochs_run": int(summary["epochs_run"].max()),
         "val_loss_real": float(real), "val_loss_shuffled": float(shuffled), "seconds": round(run.seconds, 2),
-        "hyperparameters": json.dumps(run.hyperparameters.as_dict())})
-    yield dg.Output(run.curves, output_name="training_curves",
-                    metadata={"curves": dg.MetadataValue.md(plots.markdown_image(png, "training curves"))})
+        "hyperparameters": json.dumps(used)})
+    # PCA is fitted in one step: a curve of one point would show nothing
+    curves = (plots.markdown_image(plots.training_curves_figure(run.curves, f"{dataset} / {model_type}"), "training curves")
+              if model_type != "pca" else "PCA is fitted in one step: no training curve (see explained_variance)")
+    yield dg.Output(run.curves, output_name="training_curves", metadata={"curves": dg.MetadataValue.md(curves)})
     yield dg.AssetCheckResult(asset_key="trained_models", check_name="real_beats_shuffled", passed=bool(real < shuffled),
                               metadata={"val_loss_real": float(real), "val_loss_shuffled": float(shuffled)})
     losses = run.curves[[c for c in run.curves.columns if "loss" in c or c in ("kl", "mmd", "reconstruction")]]

@@ -23,8 +23,9 @@ class Prediction:
     expression: str
     profile: pd.Series  # predicted profile in the scaled feature space
     nearest_compounds: pd.DataFrame  # compound, moa, l2
-    nearest_groups: pd.DataFrame  # moa group, l2
+    nearest_groups: pd.DataFrame  # moa group, l2 (profiles without an MOA annotation are in no group)
     observed: bool  # some compound in the dataset carries exactly A|B
+    unannotated_profiles: int = 0  # left out of the groups
 
 
 def single_moa_labels(splits: pd.DataFrame) -> pd.Series:
@@ -54,7 +55,8 @@ def predict_combination(model: LatentModel, splits: pd.DataFrame, embeddings: pd
     dist = np.linalg.norm(by_compound.to_numpy() - profile, axis=1)
     nearest = pd.DataFrame({"compound": by_compound.index, "moa": compound_moa.reindex(by_compound.index).values, "l2": dist})
     group_key = splits["moa"].map(pair_key).mask(splits["is_control"], CONTROL_KEY)
-    by_group = pd.DataFrame(x).groupby(group_key.to_numpy()).mean()
+    annotated = (group_key != "").to_numpy()
+    by_group = pd.DataFrame(x[annotated]).groupby(group_key.to_numpy()[annotated]).mean()
     groups = pd.DataFrame({"moa_group": by_group.index, "l2": np.linalg.norm(by_group.to_numpy() - profile, axis=1)})
     pair = pair_key("|".join(wanted))
     return Prediction(
@@ -63,4 +65,5 @@ def predict_combination(model: LatentModel, splits: pd.DataFrame, embeddings: pd
         nearest_compounds=nearest.nsmallest(top, "l2").reset_index(drop=True),
         nearest_groups=groups.nsmallest(top, "l2").reset_index(drop=True),
         observed=bool((group_key == pair).any()),
+        unannotated_profiles=int((~annotated).sum()),
     )

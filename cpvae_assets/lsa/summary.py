@@ -9,6 +9,10 @@ import pandas as pd
 from cpvae_assets.schema import pair_key
 
 
+# the run log's line when a model's LSA loses to a baseline (``cpvae demo`` counts these per baseline)
+NOT_BEATEN = "the model's LSA does not beat these baselines on mean L2"
+
+
 def method_summary(zscores: pd.DataFrame) -> pd.DataFrame:
     """Per method: mean L2 on the real and on shuffled labels, share of pairs with q < 0.05, pairs."""
     return zscores.groupby("method").agg(mean_l2=("l2", "mean"), mean_l2_shuffled=("null_mean", "mean"),

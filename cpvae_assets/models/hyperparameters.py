@@ -17,6 +17,15 @@ LAMBDA_GRID = (1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7)
 # a few hundred profiles (a single real plate) still get this many optimiser steps per epoch
 MIN_STEPS = 10
 SEARCHED = ("learning_rate", "batch_size", "latent_dim", "encoder_batch_norm")
+# what a model type's training does not use: left empty (NULL) in the stored tables rather than showing
+# a value that changed nothing (a lambda of 1e7 for a beta-VAE, a learning rate for PCA)
+NOT_USED: dict[str, frozenset[str]] = {
+    "vanilla": frozenset({"beta", "lam"}),
+    "beta": frozenset({"lam"}),
+    "mmd": frozenset({"beta"}),
+    "pca": frozenset({"learning_rate", "batch_size", "encoder_batch_norm", "beta", "lam", "hidden_dim", "epochs",
+                      "patience"}),
+}
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,20 @@ def fit_to_data(hp: Hyperparameters, model_type: str, n_features: int, n_train: 
     return hp, notes
 
 
+def recorded(hp: Hyperparameters, model_type: str) -> dict[str, object]:
+    """The hyperparameters as stored for ``model_type``: the ones it does not use are None."""
+    return {name: None if name in NOT_USED[model_type] else value for name, value in hp.as_dict().items()}
+
+
 def from_trial(row: dict, epochs: int, patience: int) -> Hyperparameters:
-    """The hyperparameters of one stored tuning trial (a row of ``tuned_hyperparameters``)."""
-    return Hyperparameters(latent_dim=int(row["latent_dim"]), learning_rate=float(row["learning_rate"]),
-                           batch_size=int(row["batch_size"]), encoder_batch_norm=bool(row["encoder_batch_norm"]),
-                           beta=float(row["beta"]), lam=float(row["lam"]), hidden_dim=int(row["hidden_dim"]),
+    """The hyperparameters of one stored tuning trial (a row of ``tuned_hyperparameters``); a value left
+    empty because the model type does not use it becomes 0 (it changes nothing)."""
+
+    def value(name: str) -> float:
+        raw = row.get(name)
+        return 0.0 if raw is None or raw != raw else float(raw)
+
+    return Hyperparameters(latent_dim=int(row["latent_dim"]), learning_rate=value("learning_rate"),
+                           batch_size=int(value("batch_size")), encoder_batch_norm=bool(value("encoder_batch_norm")),
+                           beta=value("beta"), lam=value("lam"), hidden_dim=int(value("hidden_dim")),
                            epochs=epochs, patience=patience)

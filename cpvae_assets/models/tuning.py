@@ -25,6 +25,7 @@ from cpvae_assets.models.hyperparameters import (
     LAMBDA_GRID,
     LATENT_DIMS,
     LEARNING_RATES,
+    NOT_USED,
     SEARCHED,
     Hyperparameters,
     loss_weights,
@@ -159,7 +160,7 @@ def tune(train: np.ndarray, val: np.ndarray, model_type: str, defaults: Hyperpar
     if trials <= 0 or model_type == "pca":
         row = {"stage": "paper_defaults", **_probe_columns(defaults), "beta": defaults.beta, "lam": defaults.lam,
                "val_loss": math.nan, "seconds": 0.0}
-        return TuningResult(defaults, pd.DataFrame([row]).assign(chosen=True), "paper")
+        return TuningResult(defaults, _blank_unused(pd.DataFrame([row]).assign(chosen=True), model_type), "paper")
     rows: list[dict] = []
     hp = defaults
     if model_type == "beta":
@@ -176,4 +177,9 @@ def tune(train: np.ndarray, val: np.ndarray, model_type: str, defaults: Hyperpar
         frame[name] = frame[name].fillna(getattr(chosen, name)) if name in frame else getattr(chosen, name)
     searched = frame["stage"].isin(["paper_reference", "bayesian"])
     frame["chosen"] = searched & (frame["trial"] == search_rows_chosen(search_rows, chosen))
-    return TuningResult(chosen, frame, "tuned")
+    return TuningResult(chosen, _blank_unused(frame, model_type), "tuned")
+
+
+def _blank_unused(trials: pd.DataFrame, model_type: str) -> pd.DataFrame:
+    """Empty the columns of hyperparameters ``model_type`` does not use (NULL in SQL, blank in the report)."""
+    return trials.assign(**{name: np.nan for name in NOT_USED[model_type] if name in trials.columns})

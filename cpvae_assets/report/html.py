@@ -71,9 +71,13 @@ def _training_section(data: ReportData) -> str:
              "column-shuffled data; the chosen model is the best real seed.</p>")]
     chosen = data.stacked("trained_models")
     cols = [c for c in ("model_type", "role", "seed", "epochs_run", "best_epoch", "val_loss", "latent_dim", "learning_rate",
-                        "batch_size", "beta", "lam", "seconds") if c in chosen.columns]
+                        "batch_size", "beta", "lam", "explained_variance", "seconds") if c in chosen.columns]
     parts.append(_table(chosen[cols]))
     for m in data.model_types:
+        if m == "pca":  # fitted in one step: nothing to plot
+            parts.append("<p class='note'>PCA is fitted in one step: no training curve; its explained variance is "
+                         "in the table above.</p>")
+            continue
         parts.append(_figure(training_curves_figure(data.table("training_curves", "data", m), f"{data.dataset} / {m}"),
                              f"Training curves, {m}"))
     return "".join(parts)

@@ -118,5 +118,9 @@ class Lake:
             if self.has(asset, keys["dataset"], keys.get("model_type"), table):
                 frame = self.table(asset, keys["dataset"], keys.get("model_type"), table)
                 frames.append(frame.assign(**keys)[[*keys, *frame.columns]])
-        frames = [f for f in frames if len(f)] or frames[:1]
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if not frames:
+            return pd.DataFrame()
+        columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+        # all-NA columns are left out of the concat (pandas deprecates typing by them) and restored after
+        kept = [f.dropna(axis=1, how="all") for f in frames if len(f)] or frames[:1]
+        return pd.concat(kept, ignore_index=True).reindex(columns=columns)

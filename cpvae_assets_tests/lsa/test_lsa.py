@@ -186,6 +186,19 @@ def test_predict_any_two_singles_including_unseen_combinations() -> None:
         predict_combination(model, splits, embeddings, "A", "Z")
 
 
+def test_predict_leaves_profiles_without_an_moa_out_of_the_groups() -> None:
+    from cpvae_assets.lsa.predict import predict_combination
+    from cpvae_assets.models.latent import PcaModel
+
+    splits, features = planted_splits()
+    splits.loc[splits.index[:7], ["moa", "is_control"]] = [None, False]
+    model = PcaModel.fit(splits[features].to_numpy(), 10, seed=0)
+    embeddings = splits[["profile_id"]].assign(**{f"z_{i}": v for i, v in enumerate(model.encode(splits[features].to_numpy()).T)})
+    result = predict_combination(model, splits, embeddings, "A", "B", top=50)
+    assert result.unannotated_profiles == 7
+    assert "" not in set(result.nearest_groups["moa_group"]) and result.nearest_groups["moa_group"].notna().all()
+
+
 def test_leave_moa_out_retrains_without_the_held_out_pairs() -> None:
     from cpvae_assets.lsa.leave_out import leave_moa_out
     from cpvae_assets.models.hyperparameters import paper_defaults

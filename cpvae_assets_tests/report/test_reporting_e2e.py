@@ -166,7 +166,8 @@ def test_report_renders_every_figure_in_a_browser(pipeline: Materialised, tmp_pa
     for section in ("Data", "Training", "Generation QC", "Latent interpretation", "Latent space arithmetic",
                     "How these numbers were produced"):
         assert f"<h2>{section}</h2>" in text
-    expected = FIGURES_PER_MODEL * len(MODEL_TYPES[dataset])
+    # PCA is fitted in one step: the report shows no (empty) training curve for it
+    expected = FIGURES_PER_MODEL * len(MODEL_TYPES[dataset]) - MODEL_TYPES[dataset].count("pca")
     assert text.count('<img class="figure"') == expected
     assert "landing_sha256" in text and "ingestion run" in text  # provenance from the Dagster instance
     run_id = pipeline.results[(dataset, MODEL_TYPES[dataset][0])].run_id
@@ -274,3 +275,26 @@ def test_dagster_ui_lists_every_asset_with_partitions_and_plots(pipeline: Materi
             server.wait()
         log.close()
     assert server.poll() is not None
+
+
+def test_cli_predict_prints_no_cuda_noise_and_names_every_group(pipeline: Materialised) -> None:
+    """On a machine without a GPU TensorFlow's CUDA probe would log "failed call to cuInit"; the
+    nearest groups never include an unnamed group of unannotated compounds."""
+    from cpvae_assets.storage.lake import Lake
+
+    groups = Lake(pipeline.lake).table("moa_groups", CP)
+    a, b = groups.loc[groups["kind"] == "pair", ["moa_a", "moa_b"]].iloc[0]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env |= {"CPVAE_LAKE": str(pipeline.lake), "DAGSTER_HOME": str(pipeline.home)}
+    done = subprocess.run([sys.executable, "-m", "cpvae_assets.cli", "predict", a, b, "--dataset", CP,
+                           "--model-type", "beta", "--top", "50"], capture_output=True, text=True, env=env,
+                          timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    if not Path("/proc/driver/nvidia/version").exists():
+        assert "cuInit" not in done.stderr and "CUDA" not in done.stderr
+    out = done.stdout
+    assert "observed in the dataset" in out and "nearest MOA groups" in out
+    table = out.split("nearest MOA groups", 1)[1].splitlines()[2:]
+    # each row: a group name (one or more words) and its L2; an unnamed group would leave the L2 alone
+    assert table and all(len(line.split()) >= 2 for line in table), table
+    assert "without an MOA annotation are in no group" in out  # the demo has two unannotated compounds

@@ -1,0 +1,75 @@
+"""``cpvae demo`` / ``cpvae run``: the plan of runs comes from defs/jobs.py, launches on the instance,
+and the console shows progress, a table and grouped warnings instead of every Dagster event."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cpvae_assets.cli.demo import execute
+from cpvae_assets.cli.main import main
+from cpvae_assets.defs.jobs import DATASET_ASSETS, MODEL_ASSETS, MODEL_CONFIG, REPORT_ASSETS, SUMMARY_ASSETS, plan
+from cpvae_assets.definitions import defs
+from cpvae_assets.orchestration.partitions import dataset_model_partitions, dataset_partitions
+from cpvae_assets.orchestration.tags import LAUNCHED_BY_TAG
+from cpvae_assets.schema import MODEL_TYPES, PRESETS
+from cpvae_assets_tests.support.real_data import REAL_L1000
+
+
+def test_every_partitioned_asset_is_in_exactly_one_job_of_the_plan() -> None:
+    graph = defs.resolve_asset_graph()
+    partitioned = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None}
+    in_jobs = [*DATASET_ASSETS, *MODEL_ASSETS, *REPORT_ASSETS]
+    assert sorted(in_jobs) == sorted(set(in_jobs)) and set(in_jobs) == partitioned - {"leave_moa_out"}
+    unpartitioned = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is None}
+    assert set(SUMMARY_ASSETS) == unpartitioned
+    for preset in PRESETS:
+        job = defs.resolve_job_def(f"models_{preset}")
+        assert job.partitions_def == dataset_model_partitions
+        # the Launchpad opens with the preset's budget for every partition
+        assert job.get_run_config_for_partition_key("any|beta") == {"ops": MODEL_CONFIG[preset]}
+    assert defs.resolve_job_def("dataset_inputs").partitions_def == dataset_partitions
+
+
+def test_plan_order_and_config() -> None:
+    runs = plan(["demo_cp_level5", "other"], "paper")
+    jobs = [r.job for r in runs]
+    assert jobs == (["dataset_inputs"] + ["models_paper"] * 4 + ["dataset_report"]) * 2 + ["leave_moa_out_job", "summaries"]
+    assert [str(r.partition) for r in runs[1:5]] == [f"demo_cp_level5|{m}" for m in MODEL_TYPES]
+    assert all(r.ops == MODEL_CONFIG["paper"] for r in runs if r.job == "models_paper")
+    assert [r.job for r in plan(["other"], "demo", ("pca",))] == ["dataset_inputs", "models_demo", "dataset_report",
+                                                                "summaries"]
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        plan(["x"], "huge")  # type: ignore[arg-type]
+
+
+def test_execute_shows_progress_not_events(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real L1000 plate through every asset with PCA: a short console, a full log, runs in the UI."""
+    landing = lake / "landing" / "l1000_ljp005"
+    landing.mkdir(parents=True)
+    shutil.copyfile(REAL_L1000, landing / REAL_L1000.name)
+    runs = plan(["l1000_ljp005"], "demo", ("pca",), leave_out=False)
+    failed = execute(runs, lake, "demo")
+    out = capsys.readouterr().out
+    assert failed == []
+    lines = out.splitlines()
+    assert len(lines) < 30, out
+    assert "STEP_START" not in out and "LOADED_INPUT" not in out  # no Dagster events on the console
+    assert any(line.split()[:2] == ["done", "l1000_ljp005"] for line in lines)
+    assert any(line.split()[:2] == ["l1000_ljp005", "pca"] for line in lines)  # the summary table's row
+    log = next((lake / "logs").glob("cpvae-demo-*.log"))
+    assert f"full log: {log}" in out
+    text = log.read_text()
+    assert "STEP_START" in text and "raw_profiles" in text and "report" in text
+    instance = dg.DagsterInstance.get()
+    launched = instance.get_runs(dg.RunsFilter(tags={LAUNCHED_BY_TAG: "cpvae demo"}))
+    assert sorted(r.job_name for r in launched) == sorted(r.job for r in runs)
+    assert all(r.is_success for r in launched)
+
+
+def test_run_refuses_a_dataset_without_landing(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--lake", str(lake), "run", "nowhere", "--preset", "paper"]) == 2
+    assert "no landing folder for nowhere" in capsys.readouterr().err
