@@ -125,8 +125,9 @@ def grouped_warnings(warned: dict[str, Warned], most: int = 8, summarised: tuple
     lines = []
     for w in rows[:most]:
         where = sorted(dict.fromkeys(w.where))
-        places = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
-        lines.append(f"{w.example[:100]}  [{len(w.where)}x: {places}]")
+        places = ", ".join(where[:2]) + (f" and {len(where) - 2} more" if len(where) > 2 else "")
+        example = w.example if len(w.example) <= 80 else w.example[:77] + "..."
+        lines.append(f"{example}  [{len(w.where)}x: {places}]")
     if len(rows) > most:
         lines.append(f"... and {len(rows) - most} other kinds of warning (see the log)")
     return lines

@@ -73,5 +73,21 @@ def normalise_splits(
         name: float(((scaled[(split == name).to_numpy()] < 0) | (scaled[(split == name).to_numpy()] > 1)).mean())
         for name in SPLITS
     }
-    table = pd.DataFrame({"feature": features, "data_min": scaler.data_min_, "data_max": scaler.data_max_})
+    table = pd.DataFrame({"feature": features, "data_min": scaler.data_min_, "data_max": scaler.data_max_,
+                          "clip_low": np.nan, "clip_high": np.nan})
     return NormalisedSplits(frame, table, bool(split.attrs["stratified"]), outside)
+
+
+def scale(values: np.ndarray, scaler: pd.DataFrame) -> np.ndarray:
+    """Apply a stored scaler (a ``normalised_splits_scaler`` table, features in its row order) to raw
+    values: clip to ``clip_low`` / ``clip_high`` where set (robust scaling), then min-max with the
+    training range (a constant feature maps to 0, as scikit-learn's MinMaxScaler does). Later stages use
+    it to bring a profile that is not in the data (the zero signature of z-scored data) into the
+    models' input space."""
+    values = np.asarray(values, np.float64)
+    low, high = scaler["clip_low"].to_numpy(np.float64), scaler["clip_high"].to_numpy(np.float64)
+    values = np.where(np.isnan(low), values, np.maximum(values, low))
+    values = np.where(np.isnan(high), values, np.minimum(values, high))
+    lo, hi = scaler["data_min"].to_numpy(np.float64), scaler["data_max"].to_numpy(np.float64)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (values - lo) / span
