@@ -24,8 +24,6 @@ from cpvae_assets.orchestration.partitions import dataset_and_model, dataset_mod
 from cpvae_assets.schema import feature_columns
 from cpvae_assets.storage.lake import Lake
 
-EAGER = dg.AutomationCondition.eager()
-
 
 class TraversalConfig(dg.Config):
     magnitude: float = 3.0
@@ -41,7 +39,7 @@ class ContributionConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="interpretation", kinds={"keras", "parquet"},
-          deps=["trained_models", "normalised_splits"], automation_condition=EAGER)
+          deps=["trained_models", "normalised_splits"])
 def latent_traversal(context: dg.AssetExecutionContext, config: TraversalConfig, lake: dg.ResourceParam[Lake]) -> LakeTables:
     """decode(z_i = +3) - decode(z_i = -3) per latent feature and input feature (long table); the
     strongest input features per latent feature in ``latent_traversal_top``."""
@@ -55,8 +53,7 @@ def latent_traversal(context: dg.AssetExecutionContext, config: TraversalConfig,
     return LakeTables(data=table, top=top)
 
 
-@dg.asset(partitions_def=dataset_model_partitions, group_name="interpretation", kinds={"scipy", "parquet"},
-          automation_condition=EAGER)
+@dg.asset(partitions_def=dataset_model_partitions, group_name="interpretation", kinds={"scipy", "parquet"})
 def feature_group_contributions(context: dg.AssetExecutionContext, config: ContributionConfig, lake: dg.ResourceParam[Lake],
                                 latent_traversal: pd.DataFrame) -> LakeTables:
     """Cell Painting: each compartment x channel group's share of every latent feature's traversal
@@ -92,8 +89,7 @@ def feature_group_contributions(context: dg.AssetExecutionContext, config: Contr
                       active=active, parsed=parsed)
 
 
-@dg.asset(partitions_def=dataset_model_partitions, group_name="interpretation", kinds={"numpy", "parquet"},
-          automation_condition=EAGER)
+@dg.asset(partitions_def=dataset_model_partitions, group_name="interpretation", kinds={"numpy", "parquet"})
 def latent_correlation(context: dg.AssetExecutionContext, latent_embeddings: pd.DataFrame) -> LakeTables:
     """Pearson r of every pair of latent features over all profiles (long table) and one row of
     disentanglement per model (view ``latent_correlation_summary``): join it to ``generation_qc`` for

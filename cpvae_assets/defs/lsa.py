@@ -32,8 +32,6 @@ from cpvae_assets.orchestration.partitions import (
 from cpvae_assets.schema import latent_columns
 from cpvae_assets.storage.lake import Lake
 
-EAGER = dg.AutomationCondition.eager()
-
 
 class NullConfig(dg.Config):
     permutations: int = 1000
@@ -47,7 +45,7 @@ class SummaryConfig(dg.Config):
     model_type: str = "beta"
 
 
-@dg.asset(partitions_def=dataset_partitions, group_name="lsa", kinds={"pandas", "parquet"}, automation_condition=EAGER)
+@dg.asset(partitions_def=dataset_partitions, group_name="lsa", kinds={"pandas", "parquet"})
 def moa_groups(context: dg.AssetExecutionContext, normalised_splits: pd.DataFrame) -> LakeTables:
     """The paper's filtering: one- or two-MOA compounds, singles only when in some pair, and DMSO;
     compounds and profiles per group (view ``moa_groups_membership``: the group of each profile)."""
@@ -71,13 +69,13 @@ def _inputs(lake: Lake, dataset: str, splits: pd.DataFrame, embeddings: pd.DataF
 
 @dg.multi_asset(
     outs={
-        "moa_means": dg.AssetOut(kinds={"parquet"}, automation_condition=EAGER,
+        "moa_means": dg.AssetOut(kinds={"parquet"},
                                  description="Mean latent vector per MOA group (all doses, all splits); the mean "
                                              "profile per group in feature space: view moa_means_features."),
-        "lsa_predictions": dg.AssetOut(kinds={"parquet"}, automation_condition=EAGER,
+        "lsa_predictions": dg.AssetOut(kinds={"parquet"},
                                        description="Predicted A|B profile per method (expression named); "
                                                    "latent predictions: view lsa_predictions_latent."),
-        "lsa_distances": dg.AssetOut(kinds={"parquet"}, automation_condition=EAGER,
+        "lsa_distances": dg.AssetOut(kinds={"parquet"},
                                      description="L2, cosine distance, Pearson r of the shifts from DMSO, and "
                                                  "retrieval rank of the real A|B among all group means."),
     },
@@ -113,7 +111,7 @@ def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: dg.Resource
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"numpy", "parquet"},
-          deps=["moa_groups", "trained_models"], automation_condition=EAGER)
+          deps=["moa_groups", "trained_models"])
 def shuffled_null(context: dg.AssetExecutionContext, config: NullConfig, lake: dg.ResourceParam[Lake],
                   normalised_splits: pd.DataFrame, latent_embeddings: pd.DataFrame) -> pd.DataFrame:
     """Distances of every method's prediction to the real A|B means when MOA labels (DMSO included)
@@ -126,8 +124,7 @@ def shuffled_null(context: dg.AssetExecutionContext, config: NullConfig, lake: d
     return null
 
 
-@dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"scipy", "parquet"},
-          automation_condition=EAGER)
+@dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"scipy", "parquet"})
 def lsa_zscores(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], lsa_distances: pd.DataFrame,
                 shuffled_null: pd.DataFrame) -> LakeTables:
     """Per A|B and method: z = (d - mean(null)) / sd(null), empirical p, BH q; per-method summary
@@ -149,7 +146,7 @@ def lsa_zscores(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake],
     return LakeTables(data=table, summary=summary)
 
 
-@dg.asset(group_name="lsa", kinds={"duckdb", "parquet"}, deps=["lsa_zscores"], automation_condition=EAGER)
+@dg.asset(group_name="lsa", kinds={"duckdb", "parquet"}, deps=["lsa_zscores"])
 def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: dg.ResourceParam[Lake]) -> LakeTables:
     """Figure 6 (mean L2 per dataset x method, real vs shuffled labels, 0-1 within dataset), Figure 7
     (Cell Painting vs L1000 z per A|B; view ``lsa_summary_cp_vs_l1000``) and Supplementary Figure 8

@@ -30,8 +30,6 @@ from cpvae_assets.schema import feature_columns
 from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.tables import atomic_path
 
-EAGER = dg.AutomationCondition.eager()
-
 
 class TuningConfig(dg.Config):
     trials: int = 0
@@ -74,8 +72,7 @@ def _defaults(context: dg.AssetExecutionContext, lake: Lake, dataset: str, model
     return hp
 
 
-@dg.asset(partitions_def=dataset_model_partitions, group_name="models", kinds={"keras", "parquet"},
-          automation_condition=EAGER, pool=TRAINING_POOL, op_tags=TRAINING_OP_TAGS)
+@dg.asset(partitions_def=dataset_model_partitions, group_name="models", kinds={"keras", "parquet"}, pool=TRAINING_POOL, op_tags=TRAINING_OP_TAGS)
 def tuned_hyperparameters(context: dg.AssetExecutionContext, config: TuningConfig, lake: dg.ResourceParam[Lake],
                           normalised_splits: pd.DataFrame) -> pd.DataFrame:
     """Every tuning trial as a row; the ``chosen`` row holds the hyperparameters ``trained_models`` uses."""
@@ -95,10 +92,10 @@ def chosen_hyperparameters(trials: pd.DataFrame, training: TrainingConfig) -> Hy
 
 @dg.multi_asset(
     outs={
-        "trained_models": dg.AssetOut(kinds={"tensorflow", "keras"}, automation_condition=EAGER,
+        "trained_models": dg.AssetOut(kinds={"tensorflow", "keras"},
                                       description="Best real-data model (encoder.keras + decoder.keras, or pca.npz) "
                                                   "and one summary row per trained member, real and shuffled."),
-        "training_curves": dg.AssetOut(kinds={"parquet"}, automation_condition=EAGER,
+        "training_curves": dg.AssetOut(kinds={"parquet"},
                                        description="Per-epoch train/validation loss and its parts, real and shuffled."),
     },
     partitions_def=dataset_model_partitions,
@@ -153,7 +150,7 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, la
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="models", kinds={"parquet"},
-          deps=["trained_models"], automation_condition=EAGER,
+          deps=["trained_models"],
           check_specs=[dg.AssetCheckSpec("one_row_per_profile", asset="latent_embeddings", blocking=True)])
 def latent_embeddings(context: dg.AssetExecutionContext, config: EmbeddingConfig, lake: dg.ResourceParam[Lake],
                       normalised_splits: pd.DataFrame):
@@ -173,7 +170,7 @@ def latent_embeddings(context: dg.AssetExecutionContext, config: EmbeddingConfig
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="models", kinds={"umap", "parquet"},
-          deps=["trained_models"], automation_condition=EAGER)
+          deps=["trained_models"])
 def generation_qc(context: dg.AssetExecutionContext, config: QCConfig, lake: dg.ResourceParam[Lake],
                   normalised_splits: pd.DataFrame) -> LakeTables:
     """Reconstruction error on the test split, distance of simulated to real profiles, and a UMAP of

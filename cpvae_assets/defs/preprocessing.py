@@ -27,7 +27,6 @@ class SplitConfig(dg.Config):
     partitions_def=dataset_partitions,
     group_name="preprocessing",
     kinds={"scikitlearn", "parquet"},
-    automation_condition=dg.AutomationCondition.eager(),
     check_specs=[dg.AssetCheckSpec(name, asset="normalised_splits", blocking=True, description=text)
                  for name, text in CHECKS.items()],
 )

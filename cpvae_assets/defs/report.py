@@ -16,8 +16,7 @@ UPSTREAM = ("lsa_zscores", "feature_group_contributions", "latent_correlation", 
 
 
 @dg.asset(partitions_def=dataset_partitions, group_name="reporting", kinds={"html"},
-          deps=[dg.AssetDep(name, partition_mapping=BY_DATASET) for name in UPSTREAM] + ["moa_groups"],
-          automation_condition=dg.AutomationCondition.eager())
+          deps=[dg.AssetDep(name, partition_mapping=BY_DATASET) for name in UPSTREAM] + ["moa_groups"])
 def report(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake]) -> pd.DataFrame:
     """``report.html`` beside this table: data summary, training, generation QC, latent interpretation,
     LSA with baselines and provenance, figures inlined. The table lists every file the report read."""

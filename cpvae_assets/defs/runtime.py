@@ -1,11 +1,13 @@
 """How runs execute: the executor of every job, the resources, and the pool and Kubernetes tags of
 training steps.
 
-- On one machine (default): the multiprocess executor, each step in its own process, at most
-  ``$CPVAE_MAX_CONCURRENT`` steps of a run at once (default: the number of CPUs, at least 2).
+- On one machine (default): every step in the run's own process. A run is one partition, whose steps
+  follow one another; a process per step would import TensorFlow again for each (seconds of two
+  cores every time) and gain nothing, as TensorFlow already uses every core.
+- ``CPVAE_EXECUTOR=multiprocess``: each step in its own process, at most ``$CPVAE_MAX_CONCURRENT`` at
+  once (default: the number of CPUs, at least 2), for machines with cores to spare.
 - On a cluster (``CPVAE_EXECUTOR=k8s``, set by ``deploy/helm/values.yaml``): ``k8s_job_executor``,
   each step its own Kubernetes job (dagster-k8s: the ``cluster`` extra, installed in the image).
-- ``CPVAE_EXECUTOR=in_process``: every step in the run's process (debugging).
 
 Training steps (``tuned_hyperparameters``, ``trained_models``, ``leave_moa_out``) are in the
 concurrency pool ``training``: the instance limits how many run at once across all runs
@@ -55,7 +57,7 @@ def max_concurrent() -> int:
 
 
 def executor() -> dg.ExecutorDefinition:
-    kind = os.environ.get(EXECUTOR_ENV, "multiprocess")
+    kind = os.environ.get(EXECUTOR_ENV, "in_process")
     if kind == "k8s":
         from dagster_k8s import k8s_job_executor
 
@@ -63,7 +65,7 @@ def executor() -> dg.ExecutorDefinition:
     if kind == "in_process":
         return dg.in_process_executor
     if kind != "multiprocess":
-        raise ValueError(f"${EXECUTOR_ENV}={kind!r}: expected multiprocess, k8s or in_process")
+        raise ValueError(f"${EXECUTOR_ENV}={kind!r}: expected in_process, multiprocess or k8s")
     return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent()}, name="multiprocess")
 
 

@@ -1,4 +1,5 @@
-"""Sensors: new or changed files in a landing folder start ingestion; everything downstream follows.
+"""The landing sensor: new or changed files in a landing folder start the dataset's refresh (its
+``dataset_inputs`` run; ``defs/refresh.py`` runs the rest of the plan).
 
 Content the ``raw_profiles`` asset rejected (its run is tagged ``cpvae/rejected=<sha256>``) is not
 requested again, even after a cursor reset: the sensor logs why and waits for the content to change.
@@ -11,7 +12,7 @@ import dagster as dg
 
 from cpvae_assets.ingestion.landing import fingerprint
 from cpvae_assets.orchestration.partitions import dataset_partitions
-from cpvae_assets.orchestration.tags import HASH_TAG, REASON_TAG, REJECTED_TAG
+from cpvae_assets.orchestration.tags import HASH_TAG, REASON_TAG, REFRESH_TAG, REJECTED_TAG
 from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.paths import UnsafePathError, check_name, inside
 
@@ -43,9 +44,10 @@ def _last_ingested_hash(instance: dg.DagsterInstance, dataset: str) -> str | Non
     return getattr(value, "value", None)
 
 
-@dg.sensor(target=dg.AssetSelection.assets(RAW_PROFILES), minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job_name="dataset_inputs", minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, lake: dg.ResourceParam[Lake]) -> dg.SensorResult:
-    """Adds a ``dataset`` partition per landing folder and ingests it when its content hash changes."""
+    """Adds a ``dataset`` partition per landing folder and refreshes it when its content hash changes
+    (the stat of each file only decides whether to hash it again: checking every 10 s costs little)."""
     state = json.loads(context.cursor) if context.cursor else {}
     root = lake.root / "landing"
     known = set(context.instance.get_dynamic_partitions(dataset_partitions.name))
@@ -80,8 +82,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: dg.ResourceParam[L
                 rejected[digest] = reason
                 context.log.warning(f"{folder}: not ingesting content {digest[:12]}, rejected before: {reason}")
             else:
-                runs.append(dg.RunRequest(partition_key=dataset, run_key=f"{dataset}:{changes}:{digest[:16]}",
-                                          tags={HASH_TAG: digest}))
+                change = f"{dataset}:{changes}:{digest[:16]}"
+                runs.append(dg.RunRequest(partition_key=dataset, run_key=change, tags={HASH_TAG: digest, REFRESH_TAG: change}))
                 entry["pending"] = digest
         if rejected:
             entry["rejected"] = dict(list(rejected.items())[-MAX_REJECTED:])
@@ -92,8 +94,3 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: dg.ResourceParam[L
         cursor=json.dumps(next_state),
     )
 
-
-automation = dg.AutomationConditionSensorDefinition(
-    "cpvae_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Materialises downstream partitions (AutomationCondition.eager) once their inputs update.",
-)

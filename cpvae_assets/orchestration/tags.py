@@ -5,5 +5,7 @@ HASH_TAG = "cpvae/landing_sha256"
 # set by raw_profiles on a run whose landing content was refused; the sensor never requests it again
 REJECTED_TAG = "cpvae/rejected"
 REASON_TAG = "cpvae/rejection"
+# the landing change a run belongs to (the landing sensor's run key): the refresh plan follows it
+REFRESH_TAG = "cpvae/refresh"
 # who launched a run (cpvae demo, the CLI)
 LAUNCHED_BY_TAG = "cpvae/launched_by"

@@ -20,7 +20,7 @@ from cpvae_assets.storage.paths import project_root
 PROJECT = project_root()
 
 
-def test_asset_keys_partitions_and_automation() -> None:
+def test_asset_keys_and_partitions() -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {"raw_profiles", "normalised_splits", "remote_files", "tuned_hyperparameters", "trained_models",
@@ -33,23 +33,21 @@ def test_asset_keys_partitions_and_automation() -> None:
                  "latent_traversal", "feature_group_contributions", "latent_correlation"):
         partitions = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(partitions, dg.MultiPartitionsDefinition), name
-        assert graph.get(dg.AssetKey(name)).automation_condition.get_label() == "eager"
     assert graph.get(dg.AssetKey("moa_groups")).partitions_def.name == "dataset"
-    # the report of a dataset follows every model type's partition of it
+    # the report of a dataset reads every model type's partition of it
     report = graph.get(dg.AssetKey("report"))
-    assert report.partitions_def.name == "dataset" and report.automation_condition.get_label() == "eager"
+    assert report.partitions_def.name == "dataset"
     assert {k.to_user_string() for k in report.parent_keys} >= {"lsa_zscores", "feature_group_contributions",
                                                                 "latent_correlation", "generation_qc", "training_curves"}
     assert graph.get(dg.AssetKey("lsa_summary")).partitions_def is None
-    assert graph.get(dg.AssetKey("leave_moa_out")).automation_condition is None  # on demand: it retrains
     for name in ("raw_profiles", "normalised_splits"):
         partitions = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition)
         assert partitions.name == "dataset"
     assert graph.get(dg.AssetKey("remote_files")).partitions_def is None
-    condition = graph.get(dg.AssetKey("normalised_splits")).automation_condition
-    assert condition is not None and condition.get_label() == "eager"
-    assert graph.get(dg.AssetKey("raw_profiles")).automation_condition is None
+    # refreshes follow the plan of runs (defs/refresh.py), not per-asset automation that would start
+    # a dataset's report before its models (one run per partition and tick, each importing TensorFlow)
+    assert all(graph.get(k).automation_condition is None for k in graph.get_all_asset_keys())
 
 
 def test_asset_checks() -> None:
@@ -66,9 +64,9 @@ def test_asset_checks() -> None:
 
 def test_sensors_and_schedule() -> None:
     sensors = {s.name: s for s in defs.sensors}
-    assert set(sensors) == {"landing_sensor", "cpvae_automation"}
-    assert isinstance(sensors["cpvae_automation"], dg.AutomationConditionSensorDefinition)
-    assert sensors["landing_sensor"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert set(sensors) == {"landing_sensor", "refresh_plan"}
+    assert isinstance(sensors["refresh_plan"], dg.RunStatusSensorDefinition)
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     schedules = {s.name: s for s in defs.schedules}
     assert set(schedules) == {"weekly_remote_manifest_check"}
     assert schedules["weekly_remote_manifest_check"].cron_schedule == "0 6 * * 1"

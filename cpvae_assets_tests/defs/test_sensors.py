@@ -1,5 +1,5 @@
 """The landing sensor (cursor, touched and changed files, bad names, escaping symlinks, content already
-ingested), an escaping dataset folder refused by the asset, and eager automation after new raw profiles."""
+ingested), an escaping dataset folder refused by the asset, and the refresh plan that follows a change."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import gzip
 import json
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from cpvae_assets.definitions import defs
+from cpvae_assets.defs.jobs import MODEL_CONFIG
+from cpvae_assets.defs.refresh import MODEL_TYPES_ENV, PRESET_ENV, refresh_budget, refresh_plan
 from cpvae_assets.defs.sensors import landing_sensor
 from cpvae_assets.orchestration.resources import LakeResource
-
+from cpvae_assets.orchestration.tags import REFRESH_TAG
+from cpvae_assets.schema import MODEL_TYPES
 from cpvae_assets_tests.support.dagster_runs import PLATE, land_plate, materialise, part
 from cpvae_assets_tests.support.helpers import failure_text
 from cpvae_assets_tests.support.real_data import REAL_CP
@@ -120,12 +124,58 @@ def test_sensor_skips_dataset_already_ingested(lake: Path, instance: dg.DagsterI
     assert [r.partition_key for r in latest.run_requests] == ["plate_new"]
 
 
-def test_eager_automation_follows_new_raw_profiles(lake: Path, instance: dg.DagsterInstance) -> None:
+def _finished(instance: dg.DagsterInstance, job: str, partition: str, change: str | None) -> dg.DagsterRun:
+    """A successful run of ``job`` for ``partition`` recorded in the instance, as the daemon would see it."""
+    tags = {"dagster/partition": partition, **({REFRESH_TAG: change} if change else {})}
+    if "|" in partition:
+        tags |= dict(zip(("dagster/partition/dataset", "dagster/partition/model_type"), partition.split("|")))
+    run = dg.DagsterRun(job_name=job, run_id=str(uuid.uuid4()), tags=tags, status=dg.DagsterRunStatus.SUCCESS)
+    instance.add_run(run)
+    return run
+
+
+def _plan_after(instance: dg.DagsterInstance, run: dg.DagsterRun):
+    event = dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name=run.job_name)
+    context = dg.build_run_status_sensor_context(sensor_name="refresh_plan", dagster_event=event,
+                                                 dagster_instance=instance, dagster_run=run)
+    return refresh_plan(context)
+
+
+def test_refresh_runs_the_plan_once_per_change(instance: dg.DagsterInstance, monkeypatch) -> None:
+    """Inputs -> one models run per model type (the preset's config) -> the report and the summaries
+    once every model type succeeded; runs not started by the landing sensor start nothing."""
+    monkeypatch.setenv(PRESET_ENV, "demo")
+    monkeypatch.delenv(MODEL_TYPES_ENV, raising=False)
+    change = f"{PLATE}:1:abc"
+    models = _plan_after(instance, _finished(instance, "dataset_inputs", PLATE, change))
+    assert [str(r.partition_key) for r in models] == [f"{PLATE}|{m}" for m in MODEL_TYPES]
+    assert {r.job_name for r in models} == {"models_demo"} and len({r.run_key for r in models}) == 4
+    assert all(r.run_config == {"ops": MODEL_CONFIG["demo"]} and r.tags[REFRESH_TAG] == change for r in models)
+    for model_type in MODEL_TYPES[:-1]:
+        waiting = _plan_after(instance, _finished(instance, "models_demo", f"{PLATE}|{model_type}", change))
+        assert isinstance(waiting, dg.SkipReason)
+    last = _plan_after(instance, _finished(instance, "models_demo", f"{PLATE}|{MODEL_TYPES[-1]}", change))
+    assert [(r.job_name, r.partition_key) for r in last] == [("dataset_report", PLATE), ("summaries", None)]
+    assert len({r.run_key for r in [*models, *last]}) == 6  # a retried run's success requests nothing new
+    assert isinstance(_plan_after(instance, _finished(instance, "dataset_report", PLATE, change)), dg.SkipReason)
+    assert isinstance(_plan_after(instance, _finished(instance, "dataset_inputs", "other", None)), dg.SkipReason)
+
+
+def test_refresh_budget_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv(PRESET_ENV, "paper")
+    monkeypatch.setenv(MODEL_TYPES_ENV, "beta, pca")
+    assert refresh_budget() == ("paper", ("beta", "pca"))
+    monkeypatch.setenv(PRESET_ENV, "huge")
+    with pytest.raises(ValueError, match="CPVAE_REFRESH_PRESET='huge'"):
+        refresh_budget()
+    monkeypatch.setenv(PRESET_ENV, "demo")
+    monkeypatch.setenv(MODEL_TYPES_ENV, "gan")
+    with pytest.raises(ValueError, match="unknown model types"):
+        refresh_budget()
+
+
+def test_landing_sensor_starts_the_refresh(lake: Path, instance: dg.DagsterInstance) -> None:
     land_plate(lake)
-    instance.add_dynamic_partitions("dataset", [PLATE])
-    before = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    assert before.get_num_requested(dg.AssetKey("normalised_splits")) == 0
-    assert materialise(lake, instance, ["raw_profiles"]).success
-    after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
-    assert after.get_requested_partitions(dg.AssetKey("normalised_splits")) == {PLATE}
-    assert after.get_num_requested(dg.AssetKey("raw_profiles")) == 0
+    [request] = landing_sensor(sensor_context(instance, lake)).run_requests
+    assert request.tags[REFRESH_TAG] == request.run_key and request.partition_key == PLATE
+    assert landing_sensor.job_name == "dataset_inputs"

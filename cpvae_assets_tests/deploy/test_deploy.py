@@ -65,9 +65,14 @@ def test_training_assets_are_in_the_training_pool_and_request_a_gpu_on_kubernete
             assert "dagster-k8s/config" not in node.tags, name
 
 
-def test_jobs_use_the_multiprocess_executor_with_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_execute_in_process_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run is one partition: its steps in its own process, TensorFlow imported once per run."""
     job = defs.resolve_implicit_global_asset_job_def()
-    assert job.executor_def.name == "multiprocess"
+    assert job.executor_def is dg.in_process_executor
+    assert all(defs.resolve_job_def(name).executor_def is dg.in_process_executor
+               for name in ("dataset_inputs", "models_demo", "models_paper", "dataset_report", "summaries"))
+    monkeypatch.setenv(EXECUTOR_ENV, "multiprocess")
+    assert runtime.executor().name == "multiprocess"
     monkeypatch.setenv(MAX_CONCURRENT_ENV, "3")
     assert runtime.max_concurrent() == 3
     monkeypatch.setenv(MAX_CONCURRENT_ENV, "0")
@@ -78,7 +83,7 @@ def test_jobs_use_the_multiprocess_executor_with_a_limit(monkeypatch: pytest.Mon
     monkeypatch.setenv(EXECUTOR_ENV, "in_process")
     assert runtime.executor() is dg.in_process_executor
     monkeypatch.setenv(EXECUTOR_ENV, "threads")
-    with pytest.raises(ValueError, match="multiprocess, k8s or in_process"):
+    with pytest.raises(ValueError, match="in_process, multiprocess or k8s"):
         runtime.executor()
 
 
@@ -95,9 +100,11 @@ def test_local_instance_limits_the_training_pool(tmp_path: Path) -> None:
     config = instance_config(tmp_path, DEPLOY / "dagster.local.yaml")
     assert config["telemetry"]["enabled"] is False
     assert config["concurrency"]["pools"]["default_limit"] == 1
-    assert config["concurrency"]["pools"]["granularity"] == "op"
+    # a run takes its training slot before it starts (no process waits for one), two runs at once
+    assert config["concurrency"]["pools"]["granularity"] == "run"
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] == 2
 
-    # the limit reaches the pool: a step in the training pool creates it with one slot
+    # the limit reaches the pool (with run granularity, slots are claimed per run by the run queue)
     @dg.asset(pool=TRAINING_POOL)
     def toy_training() -> int:
         return 1
@@ -106,7 +113,7 @@ def test_local_instance_limits_the_training_pool(tmp_path: Path) -> None:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert dg.materialize([toy_training], instance=instance).success
         info = instance.event_log_storage.get_concurrency_info(TRAINING_POOL)
-        assert info.slot_count == 1
+        assert info.limit == 1
 
 
 def test_make_copies_the_local_instance_only_when_absent(tmp_path: Path) -> None:
