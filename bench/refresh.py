@@ -99,11 +99,12 @@ def daemon_path(folder: Path, dataset: str, rows: int | None, model_types: list[
     import dagster as dg
 
     env = fresh_instance(folder, model_types)
+    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "CPVAE_LAKE")})
+    dg.DagsterInstance.get().dispose()  # create the instance's tables before two processes race to
     port = free_port()
     log = open(folder / "dg-dev.log", "w")
     server = subprocess.Popen([str(BIN / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "CPVAE_LAKE")})
     try:
         deadline = time.monotonic() + 300
         while True:  # the webserver answers once the code location has loaded
@@ -120,7 +121,12 @@ def daemon_path(folder: Path, dataset: str, rows: int | None, model_types: list[
         drop_plate(Path(env["CPVAE_LAKE"]), dataset, rows)
         with dg.DagsterInstance.get() as instance:
             while True:
-                found = materialised_after(instance, keys, dropped)
+                try:
+                    found = materialised_after(instance, keys, dropped)
+                except Exception as exc:  # SQLite storage busy with the daemon's writes: ask again
+                    print(f"  (retrying a read: {type(exc).__name__})", flush=True)
+                    time.sleep(2)
+                    continue
                 active = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
                                                                     dg.DagsterRunStatus.STARTED]))
                 if all(found.values()) and not active:

@@ -42,22 +42,32 @@ MODEL_CONFIG: dict[str, dict[str, dict]] = {
 LEAVE_OUT_PARTITION = {"dataset": "demo_cp_level5", "model_type": "beta"}
 LEAVE_OUT_JOB = "leave_moa_out_job"  # defined beside its asset, in defs/lsa.py
 
+# the longest a run may take before run monitoring fails it (hung, not just slow): minutes for a
+# dataset's inputs and report on 2 cores, an hour for a demo-budget model, a day for the paper's tuning
+MAX_RUNTIME_SECONDS = {"dataset_inputs": 1800, "models_demo": 3600, "models_paper": 86400, "dataset_report": 1800,
+                       "summaries": 1800}
+
+
+def _runtime(job: str) -> dict[str, str]:
+    return {"dagster/max_runtime": str(MAX_RUNTIME_SECONDS[job])}
+
+
 dataset_inputs = dg.define_asset_job(
-    "dataset_inputs", selection=list(DATASET_ASSETS),
+    "dataset_inputs", selection=list(DATASET_ASSETS), tags=_runtime("dataset_inputs"),
     description="A dataset's profiles, splits and MOA groups (one dataset partition).")
 model_jobs = {
     preset: dg.define_asset_job(
-        f"models_{preset}", selection=list(MODEL_ASSETS),
+        f"models_{preset}", selection=list(MODEL_ASSETS), tags=_runtime(f"models_{preset}"),
         config={"ops": MODEL_CONFIG[preset]},
         description=f"Tuning, training, embeddings, QC, LSA and interpretation of one dataset x model type, "
                     f"at the {preset} budget.")
     for preset in PRESETS
 }
 dataset_report = dg.define_asset_job(
-    "dataset_report", selection=list(REPORT_ASSETS),
+    "dataset_report", selection=list(REPORT_ASSETS), tags=_runtime("dataset_report"),
     description="A dataset's HTML report, once its model types are done.")
 summaries = dg.define_asset_job(
-    "summaries", selection=list(SUMMARY_ASSETS),
+    "summaries", selection=list(SUMMARY_ASSETS), tags=_runtime("summaries"),
     description="Figures 6 and 7 over every dataset, and the status of the remote LINCS files.")
 
 

@@ -7,6 +7,7 @@ Downloaded files land in ``data_lake/landing/<dataset>/``, where the landing sen
 import dagster as dg
 import pandas as pd
 
+from cpvae_assets.ingestion.fetch import FetchError
 from cpvae_assets.ingestion.registry import load_registry
 from cpvae_assets.orchestration.resources import LincsRemoteResource
 from cpvae_assets.storage.lake import Lake
@@ -19,7 +20,12 @@ class RemoteConfig(dg.Config):
     """Registered datasets to handle; empty means every dataset that lists remote files."""
 
 
-@dg.asset(group_name="ingestion", kinds={"python", "parquet"})
+# a network that gave up after the download's own retries may be back in minutes; a refusal (sha256,
+# size, 404) will not change and fails at once (Failure(allow_retries=False))
+NETWORK_RETRY = dg.RetryPolicy(max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL)
+
+
+@dg.asset(group_name="ingestion", kinds={"python", "parquet"}, retry_policy=NETWORK_RETRY)
 def remote_files(context: dg.AssetExecutionContext, config: RemoteConfig, lake: dg.ResourceParam[Lake],
                  lincs_remote: LincsRemoteResource) -> pd.DataFrame:
     """Status of every remote LINCS file the registry names: verified in the landing folder or absent."""
@@ -32,7 +38,13 @@ def remote_files(context: dg.AssetExecutionContext, config: RemoteConfig, lake: 
     for name in names:
         spec, landing = registry[name], lake.landing(name)
         if config.download:
-            for path in lincs_remote.fetch(spec, landing):
+            try:
+                paths = lincs_remote.fetch(spec, landing)
+            except FetchError as exc:
+                if exc.transient:
+                    raise
+                raise dg.Failure(str(exc), allow_retries=False) from exc
+            for path in paths:
                 context.log.info(f"{name}: {path.name} verified in {landing}")
         rows += lincs_remote.status(spec, landing)
     frame = pd.DataFrame(rows)

@@ -28,7 +28,12 @@ CHUNK = 1 << 20
 
 
 class FetchError(RuntimeError):
-    """A download that failed or did not match its manifest entry; nothing was put in place."""
+    """A download that failed or did not match its manifest entry; nothing was put in place.
+    ``transient``: the network gave up (worth trying again later), as opposed to a refusal."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -142,11 +147,12 @@ def fetch_file(entry: ManifestEntry, dest_dir: Path, progress: bool = True, time
             break
         except _Transient as exc:
             if attempt == RETRIES:
-                raise FetchError(f"{exc} (gave up after {RETRIES + 1} attempts)") from exc
+                raise FetchError(f"{exc} (gave up after {RETRIES + 1} attempts)", transient=True) from exc
             time.sleep(BACKOFF_SECONDS * 2**attempt)
     size = part.stat().st_size if part.exists() else 0
     if size != entry.size_bytes:
-        raise FetchError(f"{entry.path}: got {size} bytes, manifest says {entry.size_bytes}; run again to resume")
+        raise FetchError(f"{entry.path}: got {size} bytes, manifest says {entry.size_bytes}; run again to resume",
+                         transient=True)
     digest = sha256_of(part)
     if digest != entry.sha256:
         part.unlink()

@@ -74,7 +74,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
                                      "config": dg.MetadataValue.json(meta["config"]),
                                      "files_sha256": dg.MetadataValue.json({p.name: sha256_of(p) for p in stored}),
                                      "dagster/row_count": len(data),
-                                     "preview": dg.MetadataValue.md(preview(data))})
+                                     "preview": dg.MetadataValue.md(preview(data)),
+                                     **retry_metadata(context)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         lake = self.lake
@@ -82,6 +83,17 @@ class LakeIOManager(dg.ConfigurableIOManager):
         step = context.step_context
         _LOADED.setdefault((step.run_id, step.step.key), {})[str(path.parent.relative_to(lake.root))] = sha256_of(path)
         return read_table(path)
+
+
+def retry_metadata(context: dg.OutputContext) -> dict[str, object]:
+    """Which attempt stored this: the retry number and the run it retried (run retries of the instance)."""
+    try:
+        tags = context.step_context.dagster_run.tags
+    except dg.DagsterInvariantViolationError:  # a context built by hand (tests) has no run
+        return {}
+    if "dagster/retry_number" not in tags:
+        return {"attempt": 1}
+    return {"attempt": int(tags["dagster/retry_number"]) + 1, "retry_of_run": tags.get("dagster/parent_run_id", "")}
 
 
 def provenance(context: dg.OutputContext, extra_inputs: dict[str, str]) -> dict[str, object]:

@@ -9,8 +9,10 @@ or copy: atomic on object stores), and readers read through fsspec.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -22,6 +24,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cpvae_assets.storage.paths import DATA_TABLE, is_remote, table_file
+
+
+class DiskFullError(OSError):
+    """The disk holding the lake has no room for a write; the previous version of the file is kept."""
+
+
+def _full(exc: BaseException) -> bool:
+    """Whether an error is the disk being full (errno ENOSPC / EDQUOT, or HDF5's text of it)."""
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+
+
+def _disk_full(target: Path, exc: BaseException) -> DiskFullError:
+    mount = Path(os.path.realpath(target.parent))
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    usage = shutil.disk_usage(mount)
+    return DiskFullError(errno.ENOSPC, f"the disk holding {target.parent} (mounted at {mount}, "
+                         f"{usage.total / 1e6:,.1f} MB, {usage.free / 1e6:,.1f} MB free) is full: {target.name} was "
+                         "not written and its previous version is kept; free space and run again")
 
 
 @contextmanager
@@ -42,6 +63,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except Exception as exc:
+        if _full(exc) and not isinstance(exc, DiskFullError):
+            raise _disk_full(target, exc) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

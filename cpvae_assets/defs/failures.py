@@ -1,0 +1,70 @@
+"""Failed runs, one line each, where a user looks: the ``refresh_failures`` table (SQL) and the asset of
+that name in the UI. A refresh left alone overnight must not leave a hole without a trace.
+
+Retries themselves are the instance's (``run_retries`` in deploy/dagster*.yaml): a run whose worker
+crashed is retried, a run whose step failed is not (bad input, a failed blocking check and code errors
+fail the same way again). The line says whether the daemon will retry it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from cpvae_assets.orchestration.tags import REFRESH_TAG
+from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.tables import write_table
+
+ASSET = "refresh_failures"
+COLUMNS = ("failed_at", "dataset", "model_type", "job", "partition", "run_id", "error", "retry_number",
+           "will_retry", "refresh")
+
+refresh_failures_spec = dg.AssetSpec(
+    ASSET, group_name="operations", kinds={"parquet"},
+    description="One row per failed run (any job): when, which partition, the error, whether it is retried. "
+                "Written by the run_failure_sensor `record_failures`; view `refresh_failures`.")
+
+
+def failure_row(run: dg.DagsterRun, error: str, when: dt.datetime, will_retry: bool) -> dict[str, object]:
+    tags = run.tags
+    partition = tags.get("dagster/partition", "")
+    return {"failed_at": when, "dataset": tags.get("dagster/partition/dataset") or partition.split("|")[0] or None,
+            "model_type": tags.get("dagster/partition/model_type"), "job": run.job_name, "partition": partition or None,
+            "run_id": run.run_id, "error": " ".join(error.split())[:1000],
+            "retry_number": int(tags.get("dagster/retry_number", 0)),
+            "will_retry": will_retry, "refresh": tags.get(REFRESH_TAG)}
+
+
+def append_failure(lake: Lake, row: dict[str, object]) -> int:
+    """Add ``row`` to the table (written beside and renamed, like every table); returns its length."""
+    old = lake.table(ASSET) if lake.has(ASSET) else pd.DataFrame(columns=list(COLUMNS))
+    frame = pd.concat([old, pd.DataFrame([row], columns=list(COLUMNS))], ignore_index=True) if len(old) else \
+        pd.DataFrame([row], columns=list(COLUMNS))
+    write_table(frame, lake.path(ASSET))
+    return len(frame)
+
+
+@dg.run_failure_sensor(name="record_failures", default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
+                       description="Writes a line per failed run to the refresh_failures table.")
+def record_failures(context: dg.RunFailureSensorContext, lake: dg.ResourceParam[Lake]) -> None:
+    from cpvae_assets.storage.catalog import rebuild_catalog
+
+    run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run  # with the daemon's tags
+    steps = context.get_step_failure_events()
+    error = next((str(e.event_specific_data.error.message) for e in steps
+                  if e.event_specific_data and e.event_specific_data.error), None) \
+        or (context.failure_event.message or "the run failed")
+    instance = context.instance
+    retried = int(run.tags.get("dagster/retry_number", 0))
+    will_retry = bool(instance.run_retries_enabled and retried < instance.run_retries_max_retries
+                      and (not steps or instance.run_retries_retry_on_asset_or_op_failure))
+    row = failure_row(run, error, dt.datetime.now(dt.UTC), will_retry)
+    rows = append_failure(lake, row)
+    rebuild_catalog(lake.root)
+    context.instance.report_runless_asset_event(dg.AssetMaterialization(
+        ASSET, metadata={"rows": rows, "run_id": run.run_id, "partition": row["partition"] or "-",
+                         "error": row["error"][:300], "will_retry": row["will_retry"]}))
+    context.log.warning(f"{run.job_name} {row['partition'] or ''} failed (run {run.run_id}, "
+                        f"{'retried' if will_retry else 'not retried'}): {row['error'][:200]}")
