@@ -26,6 +26,7 @@ from cpvae_assets.storage.sql import query
 
 from cpvae_assets_tests.support.helpers import failure_text
 from cpvae_assets_tests.support.reliability_support import (
+    LEFTOVER,
     MATERIALISE,
     PLATE,
     Script,
@@ -39,7 +40,6 @@ from cpvae_assets_tests.support.reliability_support import (
     tree,
 )
 
-LEFTOVER = re.compile(r"(^|/)\.[^/]+\.(tmp-[0-9a-f]{32}[^/]*|staged-[0-9a-f]{32})$")
 
 
 def visible_parquet_files(lake: Path) -> list[Path]:

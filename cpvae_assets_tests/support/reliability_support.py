@@ -25,6 +25,9 @@ from cpvae_assets_tests.support.real_data import REAL_CP
 
 PLATE = "lincs_cp_plate"
 
+# what a killed writer may leave: hidden names no view glob or loader picks up
+LEFTOVER = re.compile(r"(^|/)\.[^/]+\.(tmp-[0-9a-f]{32}[^/]*|staged-[0-9a-f]{32})$")
+
 # Every child starts with this: a rename onto a path containing $CPVAE_TEST_PAUSE_BEFORE_RENAME first
 # writes the source path to $CPVAE_TEST_PAUSE_MARKER, then sleeps, so the test can SIGKILL the child
 # exactly between "fully written" and "renamed into place" (the product has no hook for this).
