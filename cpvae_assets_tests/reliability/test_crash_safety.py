@@ -146,6 +146,9 @@ else:
     tiny(2).save(folder)
     assert same(KerasModel.load(folder), tiny(2)), "the re-saved model is not version 2"
     print("ok", flush=True)
+    # the check is done: skip TensorFlow's interpreter teardown, which has hung past the timeout on a
+    # loaded 2-core machine after printing "ok"
+    os._exit(0)
 """
 
 
