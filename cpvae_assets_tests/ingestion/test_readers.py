@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cpvae_assets.ingestion.moa_join import join_key
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.ingestion.validate import Ingested, ingest_dataset
 from cpvae_assets.schema import CONTROL_LABEL
@@ -84,19 +85,24 @@ def test_real_l1000_plate_ingested_with_moa_join(landing: Path) -> None:
     np.testing.assert_array_equal(profiles[list(values.columns)].to_numpy(), values.to_numpy())
     assert profiles["Metadata_pert_iname"].tolist() == col_meta["pert_iname"]
 
-    # MOA comes from the Repurposing Hub table, joined by pert_iname
-    hub = pd.read_csv(spec.moa_table_path(), sep="\t", dtype=str).dropna(subset=["pert_iname"])
-    hub = hub.drop_duplicates(subset=["pert_iname"]).set_index("pert_iname")["moa"]
+    # MOA comes from the Repurposing Hub table, joined by pert_iname without regard to case, spaces or
+    # hyphens (the plate writes "CYT387" and "AZD-8330", the Hub "cyt387" and "azd8330")
+    hub = pd.read_csv(spec.moa_table_path(), sep="\t", dtype=str).dropna(subset=["pert_iname", "moa"])
+    hub = hub.assign(key=hub["pert_iname"].map(join_key)).drop_duplicates(subset=["key"]).set_index("key")["moa"]
     treated = profiles[~profiles["is_control"]]
-    known = treated[treated["Metadata_pert_iname"].isin(hub.index)]
+    keys = treated["Metadata_pert_iname"].map(join_key)
+    known = treated[keys.isin(hub.index)]
     assert len(known) > 0
     for iname, moa in known[["Metadata_pert_iname", "moa"]].drop_duplicates().itertuples(index=False):
-        assert moa == hub[iname], iname
+        assert moa == hub[join_key(iname)], iname
     assert treated.loc[treated["Metadata_pert_iname"] == "trametinib", "moa"].eq("MEK inhibitor").all()
+    azd = treated["Metadata_pert_iname"] == "AZD-8330"  # the Hub: "AZD8330"
+    assert azd.any() and treated.loc[azd, "moa"].eq("MEK inhibitor").all()
     assert treated["moa"].dropna().str.contains("|", regex=False).any()
     # names the hub does not know stay unlabelled, they are not invented
-    unknown = treated[~treated["Metadata_pert_iname"].isin(hub.index)]
+    unknown = treated[~keys.isin(hub.index)]
     assert len(unknown) > 0 and unknown["moa"].isna().all()
+    assert result.moa_join.matched == len(known) and result.moa_join.profiles == len(treated)
     # -666 (cmap's "not applicable") is the DMSO dose; controls get 0, treated keep their real dose
     assert (profiles.loc[profiles["is_control"], "dose"] == 0.0).all()
     assert treated["dose"].notna().all() and (treated["dose"] > 0).all()
