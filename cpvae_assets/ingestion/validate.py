@@ -124,7 +124,7 @@ def _moa_from_table(frame: pd.DataFrame, spec: DatasetSpec, files: list[Path], c
 
 
 def _controls(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series, compound: pd.Series,
-              moa: pd.Series) -> pd.Series:
+              moa: pd.Series, files: list[Path] | None) -> pd.Series:
     """Which rows are DMSO; with ``control = "zero_signature"`` none may be (the vehicle is the zero vector)."""
     marked = (_is_control(frame[spec.control_column], spec) if spec.control_column
               else pd.Series(False, index=frame.index))
@@ -136,7 +136,7 @@ def _controls(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series, compoun
             f'dataset {spec.name!r} declares control = "zero_signature" (z-scored signatures without control rows; '
             f"the vehicle is the zero vector), but the file has control rows (compound or MOA {CONTROL_LABEL!r}"
             + (f", or {spec.control_column!r} in {list(spec.control_values)}" if spec.control_column else "")
-            + '); remove them, or declare control = "profiles"', "e.g. compound")
+            + '); remove them, or declare control = "profiles"', "e.g. compound", files)
     return pd.Series(False, index=frame.index)
 
 
@@ -146,7 +146,7 @@ def canonical_metadata(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series
     compound = frame[spec.compound].astype("string").str.strip().replace("", pd.NA)
     own_moa = frame[spec.moa].astype("string").str.strip().replace("", pd.NA) if spec.moa else None
     is_control = _controls(frame, spec, source, compound, own_moa if own_moa is not None
-                           else pd.Series(pd.NA, index=frame.index, dtype="string"))
+                           else pd.Series(pd.NA, index=frame.index, dtype="string"), files)
     joined = None
     if own_moa is None:
         joined = _moa_from_table(frame, spec, files or sorted(set(source)), is_control)
@@ -154,12 +154,12 @@ def canonical_metadata(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series
     moa = moa.mask(is_control, CONTROL_LABEL)
     compound = compound.mask(is_control & compound.isna(), CONTROL_LABEL)
     _refuse(moa.str.len().fillna(0) > MAX_MOA_CHARS, source, compound,
-            f"MOA annotation longer than {MAX_MOA_CHARS} characters (a pasted note?)", "for compound")
+            f"MOA annotation longer than {MAX_MOA_CHARS} characters (a pasted note?)", "for compound", files)
     if spec.dose:
         dose_text = frame[spec.dose].astype("string").str.strip().replace(list(MISSING_CODES), pd.NA)
         dose = pd.to_numeric(dose_text, errors="coerce")
         _refuse(dose.isna() & dose_text.notna(), source, frame[spec.dose],
-                f"dose column {spec.dose!r} has non-numeric values")
+                f"dose column {spec.dose!r} has non-numeric values", paths=files)
         dose = dose.mask(is_control, 0.0).astype("float64")
     else:
         dose = pd.Series(np.nan, index=frame.index, dtype="float64")
@@ -182,13 +182,15 @@ def canonical_metadata(frame: pd.DataFrame, spec: DatasetSpec, source: pd.Series
     }), joined
 
 
-def _refuse(bad: pd.Series, source: pd.Series, shown: pd.Series, problem: str, label: str = "e.g.") -> None:
-    """Raise naming the file of the first row flagged in ``bad`` and its value."""
+def _refuse(bad: pd.Series, source: pd.Series, shown: pd.Series, problem: str, label: str = "e.g.",
+            paths: list[Path] | None = None) -> None:
+    """Raise naming the file (its path when ``paths`` holds it) of the first row flagged in ``bad``, and its value."""
     bad = np.asarray(pd.Series(bad).fillna(False), dtype=bool)
     if bad.any():
         first = int(bad.argmax())
-        raise ProfileFileError(source.iloc[first], f"{problem} ({label} {str(shown.iloc[first])[:60]!r}; "
-                               f"{int(bad.sum())} row(s))")
+        name = source.iloc[first]
+        path = next((p for p in paths or [] if p.name == name), name)
+        raise ProfileFileError(path, f"{problem} ({label} {str(shown.iloc[first])[:60]!r}; {int(bad.sum())} row(s))")
 
 
 def ingest_dataset(landing: Path, spec: DatasetSpec) -> Ingested:
