@@ -164,6 +164,14 @@ def _build(name: str, raw: dict, source: str) -> DatasetSpec:
         raise type(exc)(f"{source}: {exc}") from exc
 
 
+def _inherit(base: dict, raw: dict) -> dict:
+    """``raw`` over the entry it extends; clip quantiles belong to the scaling they were set with, so a
+    child that chooses its own scaling does not inherit them."""
+    if "scaling" in raw and "clip_quantiles" not in raw:
+        base = {k: v for k, v in base.items() if k != "clip_quantiles"}
+    return {**base, **raw}
+
+
 def load_registry(path: Path = REGISTRY_FILE) -> dict[str, DatasetSpec]:
     with open(path, "rb") as handle:
         entries = tomllib.load(handle).get("datasets", {})
@@ -179,7 +187,7 @@ def load_registry(path: Path = REGISTRY_FILE) -> dict[str, DatasetSpec]:
         base = resolve(parent, seen + (name,)) if parent else {}
         # remote files and descriptions belong to one dataset; they are not inherited
         base = {k: v for k, v in base.items() if k not in ("remote_files", "description")}
-        return {**base, **raw}
+        return _inherit(base, raw)
 
     for name in entries:
         check_name(name)
@@ -206,7 +214,7 @@ def dataset_spec(name: str, landing: Path | None = None) -> DatasetSpec:
             }
             if base.get("moa_join"):
                 base["moa_join"] = dict(zip(("profile", "table"), base["moa_join"]))
-            raw = {**base, **raw}
+            raw = _inherit(base, raw)
         return _build(name, raw, str(local))
     registry = load_registry()
     if name not in registry:

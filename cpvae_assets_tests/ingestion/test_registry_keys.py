@@ -164,6 +164,8 @@ def test_landing_dataset_toml_with_the_new_keys(lake: Path) -> None:
     assert (loaded.compound, loaded.control, loaded.quantiles, loaded.dose, loaded.stratum) == (
         "Metadata_perturbagen", "zero_signature", (0.01, 0.99), None, None)
     (landing / LOCAL_SPEC).write_text('extends = "l1000_consensus"\nscaling = "minmax"\n')
+    assert dataset_spec("my_signatures", landing).quantiles is None  # the parent's quantiles go with its scaling
+    (landing / LOCAL_SPEC).write_text('extends = "l1000_consensus"\nscaling = "minmax"\nclip_quantiles = [0.1, 0.9]\n')
     with pytest.raises(RegistryError, match="clip_quantiles") as info:
         dataset_spec("my_signatures", landing)
     assert str(landing / LOCAL_SPEC) in str(info.value)
