@@ -18,6 +18,10 @@ PRESETS: tuple[str, ...] = get_args(Preset)
 
 # the negative control (vehicle); the MOA group of every control profile
 CONTROL_LABEL = "DMSO"
+# where a dataset's control comes from: its own control profiles, or (z-scored signatures without
+# DMSO rows) the zero signature of the input space
+Control = Literal["profiles", "zero_signature"]
+CONTROLS: tuple[str, ...] = get_args(Control)
 
 # pycytominer's rule: metadata columns carry this prefix, every other column of a profile file is a feature
 META_PREFIX = "Metadata_"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
-from cpvae_assets.schema import CONTROL_LABEL, Kind
+from cpvae_assets.schema import CONTROL_LABEL, CONTROLS, Control, Kind
 from cpvae_assets.storage.paths import PACKAGE_DATA, check_name, inside
 
 REGISTRY_FILE = Path(__file__).with_name("datasets.toml")
@@ -37,6 +37,7 @@ class DatasetSpec:
     description: str = ""
     remote_files: tuple[str, ...] = field(default_factory=tuple)
     level: int = 5  # LINCS processing level: 5 consensus, 4 replicate wells
+    control: Control = "profiles"  # "zero_signature": z-scored signatures without control rows
 
     @property
     def model_preset(self) -> str:
@@ -67,6 +68,8 @@ def _build(name: str, raw: dict, source: str) -> DatasetSpec:
         )
     if not raw.get("moa") and not (raw.get("moa_table") and raw.get("moa_join")):
         raise RegistryError(f"{source}: dataset {name!r} needs `moa` or `moa_table` + `moa_join`")
+    if raw.get("control", "profiles") not in CONTROLS:
+        raise RegistryError(f"{source}: dataset {name!r} has control {raw['control']!r}; expected one of {CONTROLS}")
     join = raw.get("moa_join")
     known = set(DatasetSpec.__dataclass_fields__) | {"extends"}
     unknown = sorted(set(raw) - known)
@@ -86,6 +89,7 @@ def _build(name: str, raw: dict, source: str) -> DatasetSpec:
         description=raw.get("description", ""),
         remote_files=tuple(raw.get("remote_files", ())),
         level=int(raw.get("level", 5)),
+        control=raw.get("control", "profiles"),
     )
 
 
