@@ -38,6 +38,7 @@ EXPRESSIONS = {
 }
 DISTANCE_COLUMNS = ["pair", "moa_a", "moa_b", "method", "expression", "l2", "cosine_distance", "shift_pearson"]
 Decoder = Callable[[np.ndarray], np.ndarray]
+TIE = 1e-5  # relative resolution of the float32 null: closer distances are ties
 Encoder = Callable[[np.ndarray], np.ndarray]
 
 
@@ -233,13 +234,21 @@ def shuffled_null(design: Design, latent: np.ndarray, features: np.ndarray, deco
 
 
 def zscores(distances: pd.DataFrame, null: pd.DataFrame) -> pd.DataFrame:
-    """Per pair and method: z against the null, empirical p = (k + 1) / (n + 1), BH q within method."""
+    """Per pair and method: z against the null, empirical p = (k + 1) / (n + 1), BH q within method.
+
+    The null is computed in float32, the real distance in float64: a null distance within
+    ``TIE`` (relative) of the real one counts as a tie (<=), and a null whose spread is below that
+    resolution is constant, so its z is undefined (NaN) and its p is 1. That is the case of a
+    prediction that does not depend on the labels, such as the ``control`` baseline of a
+    zero-signature dataset, whose control row never moves."""
     stats_ = null.groupby(["method", "pair"])["l2"].agg(null_mean="mean", null_sd="std", n_null="size").reset_index()
     merged = distances.merge(stats_, on=["method", "pair"], how="left")
     below = null.merge(distances[["method", "pair", "l2"]].rename(columns={"l2": "d_real"}), on=["method", "pair"])
-    k = (below["l2"] <= below["d_real"]).groupby([below["method"], below["pair"]]).sum().rename("k").reset_index()
+    tie = TIE * below["d_real"].abs()
+    k = (below["l2"] <= below["d_real"] + tie).groupby([below["method"], below["pair"]]).sum().rename("k").reset_index()
     merged = merged.merge(k, on=["method", "pair"], how="left")
-    merged["z"] = (merged["l2"] - merged["null_mean"]) / merged["null_sd"]
+    constant = merged["null_sd"] <= TIE * merged["null_mean"].abs()
+    merged["z"] = ((merged["l2"] - merged["null_mean"]) / merged["null_sd"]).mask(constant)
     merged["p"] = (merged["k"] + 1) / (merged["n_null"] + 1)
     merged["q"] = (merged.groupby("method")["p"].transform(lambda p: stats.false_discovery_control(p.to_numpy(), method="bh"))
                    if len(merged) else pd.Series(dtype=float))
