@@ -26,11 +26,11 @@ def test_asset_keys_partitions_and_automation() -> None:
     assert keys == {"raw_profiles", "normalised_splits", "remote_files", "tuned_hyperparameters", "trained_models",
                     "training_curves", "latent_embeddings", "generation_qc", "moa_groups", "moa_means",
                     "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores", "lsa_summary", "leave_moa_out",
-                    "latent_traversal", "feature_group_contributions", "latent_correlation", "report"}
+                    "method_comparison", "latent_traversal", "feature_group_contributions", "latent_correlation", "report"}
     assert {k.to_user_string() for a in defs.assets for k in a.keys} == keys
     for name in ("tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc",
                  "moa_means", "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores",
-                 "latent_traversal", "feature_group_contributions", "latent_correlation"):
+                 "method_comparison", "latent_traversal", "feature_group_contributions", "latent_correlation"):
         partitions = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(partitions, dg.MultiPartitionsDefinition), name
         assert graph.get(dg.AssetKey(name)).automation_condition.get_label() == "eager"
@@ -38,7 +38,7 @@ def test_asset_keys_partitions_and_automation() -> None:
     # the report of a dataset follows every model type's partition of it
     report = graph.get(dg.AssetKey("report"))
     assert report.partitions_def.name == "dataset" and report.automation_condition.get_label() == "eager"
-    assert {k.to_user_string() for k in report.parent_keys} >= {"lsa_zscores", "feature_group_contributions",
+    assert {k.to_user_string() for k in report.parent_keys} >= {"lsa_zscores", "method_comparison", "feature_group_contributions",
                                                                 "latent_correlation", "generation_qc", "training_curves"}
     assert graph.get(dg.AssetKey("lsa_summary")).partitions_def is None
     assert graph.get(dg.AssetKey("leave_moa_out")).automation_condition is None  # on demand: it retrains
