@@ -7,8 +7,8 @@ import pandas as pd
 
 from cpvae_assets import plots
 from cpvae_assets.lsa.arithmetic import BASELINES
-from cpvae_assets.lsa.comparison import RESAMPLES, method_comparison as compare
-from cpvae_assets.lsa.comparison import verdict_lines
+from cpvae_assets.lsa.comparison import RESAMPLES, verdict_lines
+from cpvae_assets.lsa.comparison import method_comparison as compare
 from cpvae_assets.orchestration.io_manager import LakeTables
 from cpvae_assets.orchestration.partitions import dataset_and_model, dataset_model_partitions
 

@@ -10,6 +10,7 @@ these run configs; a UI user launches the same from the Launchpad (job ``models_
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import dagster as dg
 
 from cpvae_assets.schema import MODEL_TYPES, PRESETS, Preset

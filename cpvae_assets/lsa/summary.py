@@ -8,7 +8,6 @@ import pandas as pd
 
 from cpvae_assets.schema import pair_key
 
-
 # the run log's line when a model's LSA loses to a baseline (``cpvae demo`` counts these per baseline)
 NOT_BEATEN = "the model's LSA does not beat these baselines on mean L2"
 

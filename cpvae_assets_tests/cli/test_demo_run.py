@@ -11,8 +11,8 @@ import pytest
 
 from cpvae_assets.cli.demo import execute
 from cpvae_assets.cli.main import main
-from cpvae_assets.defs.jobs import DATASET_ASSETS, MODEL_ASSETS, MODEL_CONFIG, REPORT_ASSETS, SUMMARY_ASSETS, plan
 from cpvae_assets.definitions import defs
+from cpvae_assets.defs.jobs import DATASET_ASSETS, MODEL_ASSETS, MODEL_CONFIG, REPORT_ASSETS, SUMMARY_ASSETS, plan
 from cpvae_assets.orchestration.partitions import dataset_model_partitions, dataset_partitions
 from cpvae_assets.orchestration.tags import LAUNCHED_BY_TAG
 from cpvae_assets.schema import MODEL_TYPES, PRESETS

@@ -16,7 +16,6 @@ from cpvae_assets.preprocessing.splits import FRACTIONS, SPLITS, scale
 from cpvae_assets.schema import feature_columns
 from cpvae_assets.storage.sql import query
 from cpvae_assets.storage.tables import read_table
-
 from cpvae_assets_tests.support.dagster_runs import PLATE, land_plate, materialise, part
 from cpvae_assets_tests.support.helpers import failure_text, sha256
 from cpvae_assets_tests.support.real_data import REAL_CONSENSUS

@@ -14,7 +14,6 @@ import dagster as dg
 from cpvae_assets.definitions import defs
 from cpvae_assets.defs.sensors import landing_sensor
 from cpvae_assets.orchestration.resources import LakeResource
-
 from cpvae_assets_tests.support.dagster_runs import PLATE, land_plate, materialise, part
 from cpvae_assets_tests.support.helpers import failure_text
 from cpvae_assets_tests.support.real_data import REAL_CP

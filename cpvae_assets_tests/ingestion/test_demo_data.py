@@ -9,8 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpvae_assets.ingestion.demo_data import (DIRECTION_NORM, GROUND_TRUTH, HIDDEN, DemoConfig, cellprofiler_feature_names,
-                                              design_compounds, generate_demo, hidden_map)
+from cpvae_assets.ingestion.demo_data import (
+    DIRECTION_NORM,
+    GROUND_TRUTH,
+    HIDDEN,
+    DemoConfig,
+    cellprofiler_feature_names,
+    design_compounds,
+    generate_demo,
+    hidden_map,
+)
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.ingestion.validate import ingest_dataset
 

@@ -13,7 +13,6 @@ from cpvae_assets.ingestion.landing import IngestError
 from cpvae_assets.ingestion.moa_join import join_key, join_moa, read_moa_table
 from cpvae_assets.ingestion.registry import DatasetSpec
 from cpvae_assets.ingestion.validate import ingest_dataset
-
 from cpvae_assets_tests.support.profiles import FEATURES
 
 

@@ -16,10 +16,8 @@ from cpvae_assets.ingestion.moa_join import join_key
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.ingestion.validate import Ingested, ingest_dataset
 from cpvae_assets.schema import CONTROL_LABEL, NO_MOA, pair_key
-
 from cpvae_assets_tests.support.profiles import FEATURES, FORMATS, META, SPEC, cp_frame, write_profiles
 from cpvae_assets_tests.support.real_data import REAL_CONSENSUS, REAL_CONSENSUS_MOA, REAL_CP, REAL_L1000
-
 
 # --------------------------------------------------------------------------- real files
 

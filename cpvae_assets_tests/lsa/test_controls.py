@@ -12,7 +12,6 @@ import pytest
 from cpvae_assets.lsa.arithmetic import Design, lsa_inputs, score, shuffled_null, zscores
 from cpvae_assets.lsa.moa_groups import NoControlError, moa_groups
 from cpvae_assets.schema import CONTROL_LABEL
-
 from cpvae_assets_tests.lsa.test_lsa import planted, profiles
 
 IDENTITY = lambda z: z  # noqa: E731  (latent space = feature space)

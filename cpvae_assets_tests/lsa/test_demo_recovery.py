@@ -35,8 +35,8 @@ NON_ADDITIVE_MARGIN = 0.0
 def _materialise(lake: Path) -> None:
     import dagster as dg
 
-    from cpvae_assets.defs.jobs import MODEL_CONFIG
     from cpvae_assets.definitions import defs
+    from cpvae_assets.defs.jobs import MODEL_CONFIG
     from cpvae_assets.ingestion.demo_data import generate_demo
     from cpvae_assets.orchestration.io_manager import LakeIOManager
     from cpvae_assets.orchestration.partitions import dataset_partitions

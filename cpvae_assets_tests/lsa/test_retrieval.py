@@ -8,7 +8,6 @@ import pytest
 
 from cpvae_assets.lsa.moa_groups import moa_groups
 from cpvae_assets.lsa.retrieval import references, retrieval
-
 from cpvae_assets_tests.lsa.test_lsa import planted
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from cpvae_assets.storage.paths import DATA_FILE
-
 from cpvae_assets_tests.support.helpers import failure_text, sha256
 
 MODEL_ASSETS = ["tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc"]

@@ -10,7 +10,6 @@ import pytest
 
 from cpvae_assets_tests.support.model_data import HP, LATENT, Data
 
-
 # --------------------------------------------------------------------------------------------- tuning
 
 

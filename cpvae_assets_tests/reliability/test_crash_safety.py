@@ -23,7 +23,6 @@ from cpvae_assets.storage.catalog import discover_tables
 from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.paths import landing_dir
 from cpvae_assets.storage.sql import query
-
 from cpvae_assets_tests.support.helpers import failure_text
 from cpvae_assets_tests.support.reliability_support import (
     MATERIALISE,
