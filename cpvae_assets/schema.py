@@ -12,6 +12,16 @@ MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 Objective = Literal["vanilla", "beta", "mmd"]
 VAE_TYPES: tuple[str, ...] = get_args(Objective)
 Kind = Literal["cell_painting", "l1000"]
+# how a dataset's vehicle is known: control rows in the data ("profiles"), or, for z-scored signatures
+# without control rows, the zero vector of the input space ("zero_signature"; method.md)
+Control = Literal["profiles", "zero_signature"]
+CONTROLS: tuple[str, ...] = get_args(Control)
+# feature scaling fitted on the training split: min-max (the paper's), or robust: clipped to training
+# quantiles first, then min-max over the clipped range (heavy-tailed z-scores)
+Scaling = Literal["minmax", "robust"]
+SCALINGS: tuple[str, ...] = get_args(Scaling)
+# robust scaling clips each feature to these quantiles of its training values unless a dataset says otherwise
+DEFAULT_CLIP_QUANTILES = (0.005, 0.995)
 # tuning and training budgets of the jobs (defs/jobs.py): a demo in minutes, the paper's method
 Preset = Literal["demo", "paper"]
 PRESETS: tuple[str, ...] = get_args(Preset)
@@ -24,7 +34,9 @@ META_PREFIX = "Metadata_"
 # the metadata every later stage relies on, written by ingestion in this order
 CANONICAL = ("profile_id", "compound", "moa", "dose", "stratum", "is_control", "source_file")
 # columns later stages add beside the canonical ones; never features
-DERIVED = ("split",)
+DERIVED = ("split", "stratified_by")
+# the label of profiles without an MOA where the MOA group stands in for a plate or cell line
+NO_MOA = "no MOA"
 # latent features are z_0, z_1, ... in every table that holds them
 LATENT_PREFIX = "z_"
 # two mechanisms of action in one annotation: "A|B"

@@ -16,7 +16,6 @@ import pytest
 
 from cpvae_assets.storage.paths import DATA_FILE, partition_dir, table_file
 from cpvae_assets.storage.tables import write_table
-
 from cpvae_assets_tests.support.file_server import PAYLOAD, FileServer, handler_for
 from cpvae_assets_tests.support.lake_tables import profiles
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import subprocess
-from pathlib import Path
 
 from cpvae_assets.storage.paths import DATA_FILE, project_root
 

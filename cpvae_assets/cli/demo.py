@@ -13,10 +13,13 @@ from pathlib import Path
 
 from cpvae_assets.storage.paths import PACKAGE_DATA, lake_root, project_root
 
-DEMO_DATASETS = ("demo_cp_level5", "demo_cp_level4", "demo_l1000", "lincs_cp_plate", "l1000_ljp005")
+DEMO_DATASETS = ("demo_cp_level5", "demo_cp_level4", "demo_l1000", "lincs_cp_plate", "l1000_ljp005",
+                 "l1000_consensus")
+# real files shipped in cpvae_assets/data/real, copied into landing under their registry names
 REAL_PLATES = {
     "lincs_cp_plate": "lincs_cellpainting_plate_SQ00015054.csv.gz",
     "l1000_ljp005": "l1000_LJP005_A375_24H.gct.gz",
+    "l1000_consensus": "l1000_consensus_drugbank.tsv.gz",
 }
 LOG_FOLDER = "logs"
 

@@ -31,9 +31,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from cpvae_assets.storage.lake import Lake
     from cpvae_assets.ingestion.registry import dataset_spec
     from cpvae_assets.orchestration.resources import LincsRemoteResource
+    from cpvae_assets.storage.lake import Lake
 
     lake = Lake.at(args.lake)
     remote = LincsRemoteResource(manifest=args.manifest or "", progress=not args.quiet)
@@ -47,9 +47,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict the profile of MOA A combined with MOA B in a dataset's latent space."""
-    from cpvae_assets.storage.lake import Lake
     from cpvae_assets.lsa.predict import predict_combination
     from cpvae_assets.models.store import ModelStore
+    from cpvae_assets.storage.lake import Lake
 
     lake = Lake.at(args.lake)
     splits = lake.table("normalised_splits", args.dataset)
@@ -68,9 +68,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from cpvae_assets.storage.lake import Lake
     from cpvae_assets.ingestion.registry import dataset_spec
     from cpvae_assets.report import write_report
+    from cpvae_assets.storage.lake import Lake
 
     lake = Lake.at(args.lake)
     kind = dataset_spec(args.dataset, lake.landing(args.dataset)).kind
@@ -97,8 +97,8 @@ def _provenance(lake: Path, dataset: str) -> tuple[dict[str, str], dict[tuple[st
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from cpvae_assets.storage.lake import Lake
     from cpvae_assets.report.export import export
+    from cpvae_assets.storage.lake import Lake
 
     for path in export(Lake.at(args.lake), args.dataset, args.model_type, args.format, Path(args.output), args.overwrite):
         print(f"wrote {path}")

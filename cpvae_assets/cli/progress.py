@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 

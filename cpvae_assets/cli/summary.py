@@ -32,6 +32,17 @@ WHERE l.method = 'lsa' AND b.method <> 'lsa' AND l.pairs > 0 AND l.dataset IN ({
 GROUP BY ALL ORDER BY not_beaten DESC, b.method
 """
 
+# per baseline x metric, over partitions with a comparison (>= 5 pairs): where the 95% CI of
+# LSA - baseline lies wholly on LSA's better or worse side
+COMPARISON_SQL = """
+SELECT baseline, metric, count(*) AS compared,
+       count(*) FILTER (WHERE (lower_is_better AND ci_high < 0) OR (NOT lower_is_better AND ci_low > 0)) AS better,
+       count(*) FILTER (WHERE (lower_is_better AND ci_low > 0) OR (NOT lower_is_better AND ci_high < 0)) AS worse
+FROM method_comparison WHERE mean_difference IS NOT NULL AND dataset IN ({datasets})
+GROUP BY ALL ORDER BY baseline, metric
+"""
+SHORT = {"l2": "L2", "cosine_distance": "cosine", "shift_pearson": "shift r"}
+
 
 def _in(datasets: list[str]) -> str:
     return ", ".join("'" + d.replace("'", "''") + "'" for d in datasets) or "''"
@@ -65,8 +76,15 @@ def print_summary(console: Console, lake: Path, datasets: list[str]) -> None:
 
 def lsa_verdicts(lake: Path, datasets: list[str]) -> list[str]:
     """'LSA does not beat mean_of_singles in 15 of 20 partitions' per baseline that it does not always beat."""
-    return [f"LSA does not beat {method} in {n} of {total} partitions with A|B pairs (mean L2)"
-            for method, n, total in _rows(lake, VERDICT_SQL.format(datasets=_in(datasets))) if n]
+    lines = [f"LSA does not beat {method} in {n} of {total} partitions with A|B pairs (mean L2 alone)"
+             for method, n, total in _rows(lake, VERDICT_SQL.format(datasets=_in(datasets))) if n]
+    by_baseline: dict[str, list[str]] = {}
+    for baseline, metric, compared, better, worse in _rows(lake, COMPARISON_SQL.format(datasets=_in(datasets))):
+        by_baseline.setdefault(baseline, []).append(f"{SHORT.get(metric, metric)} better in {better}, worse in {worse} "
+                                                    f"of {compared}")
+    lines += [f"LSA vs {baseline} (partitions with >= 5 pairs, 95% CI of the paired difference): " + "; ".join(parts)
+              for baseline, parts in by_baseline.items()]
+    return lines
 
 
 def _number(value: object) -> str:

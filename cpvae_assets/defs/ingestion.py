@@ -9,6 +9,7 @@ does not request the same content again (it ingests the folder once its content 
 import dagster as dg
 
 from cpvae_assets.ingestion.landing import IngestError, fingerprint
+from cpvae_assets.ingestion.moa_join import MoaJoin
 from cpvae_assets.ingestion.readers import ProfileFileError
 from cpvae_assets.ingestion.registry import RegistryError, dataset_spec
 from cpvae_assets.ingestion.validate import ingest_dataset
@@ -41,7 +42,7 @@ class IngestConfig(dg.Config):
     ],
 )
 def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: dg.ResourceParam[Lake]):
-    """Profiles of one dataset from ``data_lake/landing/<dataset>/`` (CSV, CSV.gz, Parquet, GCT, GCTX)."""
+    """Profiles of one dataset from ``data_lake/landing/<dataset>/`` (CSV, TSV, Parquet, GCT, GCTX; gzipped text too)."""
     dataset = context.partition_key
     digest = None
     try:
@@ -53,6 +54,9 @@ def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: 
         raise _rejected(context, digest, str(exc)) from exc
     for note in result.notes:
         context.log.warning(note)
+    joined = result.moa_join
+    if joined is not None:
+        context.log.info(f"{dataset}: {joined.summary()}")
     if lake.has("raw_profiles", dataset) and not config.allow_feature_change:
         old = feature_columns(lake.columns("raw_profiles", dataset))
         if set(old) != set(result.features):
@@ -83,6 +87,8 @@ def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: 
             "kind": spec.kind,
             "landing_sha256": digest,
             "dropped_features": ", ".join(result.dropped_features) or "none",
+            "control": spec.control,
+            **(_join_metadata(joined) if joined is not None else {}),
         },
     )
     outcome = required_metadata(profiles)
@@ -92,6 +98,14 @@ def raw_profiles(context: dg.AssetExecutionContext, config: IngestConfig, lake: 
         check_name="feature_count", passed=len(result.features) > 0,
         metadata={"feature_count": len(result.features), "dropped": len(result.dropped_features)},
     )
+
+
+def _join_metadata(joined: MoaJoin) -> dict[str, object]:
+    """How many profiles the MOA table join matched, and some of those it left without an MOA."""
+    return {"moa_join": f"{joined.profile_column} -> {joined.table}:{joined.table_column}",
+            "moa_join_profiles": joined.profiles, "moa_join_in_table": joined.in_table,
+            "moa_join_matched": joined.matched,
+            "moa_join_without_moa_sample": ", ".join(joined.unmatched) or "none"}
 
 
 def _rejected(context: dg.AssetExecutionContext, digest: str | None, message: str) -> dg.Failure:

@@ -20,7 +20,7 @@ from cpvae_assets.schema import MODEL_TYPES, PRESETS, Preset
 DATASET_ASSETS = ("raw_profiles", "normalised_splits", "moa_groups")
 MODEL_ASSETS = ("tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings",
                 "generation_qc", "moa_means", "lsa_predictions", "lsa_distances", "shuffled_null",
-                "lsa_zscores", "latent_traversal", "feature_group_contributions", "latent_correlation")
+                "lsa_zscores", "method_comparison", "latent_traversal", "feature_group_contributions", "latent_correlation")
 REPORT_ASSETS = ("report",)
 SUMMARY_ASSETS = ("lsa_summary", "remote_files")
 

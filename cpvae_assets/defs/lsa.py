@@ -1,5 +1,6 @@
-"""Latent space arithmetic assets: MOA groups, group means, predictions, distances, the shuffled
-null, z-scores, and the cross-dataset summary (the paper's Figures 6 and 7)."""
+"""Latent space arithmetic assets: MOA groups, group means, predictions, distances with copairs'
+retrieval mAP, the shuffled null, z-scores, and the cross-dataset summary (the paper's Figures 6 and
+7, and every partition's comparison of LSA with the baselines)."""
 
 import dagster as dg
 import numpy as np
@@ -8,10 +9,12 @@ import pandas as pd
 from cpvae_assets import plots
 from cpvae_assets.defs.runtime import TRAINING_OP_TAGS, TRAINING_POOL
 from cpvae_assets.ingestion.demo_data import GROUND_TRUTH
-from cpvae_assets.lsa.arithmetic import LsaInputs, group_means, lsa_inputs, score, seed_spread, zscores
+from cpvae_assets.ingestion.registry import dataset_spec
+from cpvae_assets.lsa.arithmetic import Encoder, LsaInputs, group_means, lsa_inputs, score, seed_spread, zscores
 from cpvae_assets.lsa.arithmetic import shuffled_null as run_null
 from cpvae_assets.lsa.moa_groups import moa_groups as group_profiles
 from cpvae_assets.lsa.moa_groups import stored_membership
+from cpvae_assets.lsa.retrieval import NULL_SIZE, references, retrieval
 from cpvae_assets.lsa.summary import (
     NOT_BEATEN,
     baselines_not_beaten,
@@ -39,6 +42,12 @@ class NullConfig(dg.Config):
     seed: int = 0
 
 
+class ArithmeticConfig(dg.Config):
+    retrieval_null_size: int = NULL_SIZE
+    """Random rank lists in copairs' null of each query's average precision and each method's mAP."""
+    seed: int = 0
+
+
 class SummaryConfig(dg.Config):
     cell_painting: str = "demo_cp_level5"
     l1000: str = "demo_l1000"
@@ -46,25 +55,36 @@ class SummaryConfig(dg.Config):
 
 
 @dg.asset(partitions_def=dataset_partitions, group_name="lsa", kinds={"pandas", "parquet"})
-def moa_groups(context: dg.AssetExecutionContext, normalised_splits: pd.DataFrame) -> LakeTables:
-    """The paper's filtering: one- or two-MOA compounds, singles only when in some pair, and DMSO;
-    compounds and profiles per group (view ``moa_groups_membership``: the group of each profile)."""
-    result = group_profiles(normalised_splits)
+def moa_groups(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], normalised_splits: pd.DataFrame) -> LakeTables:
+    """The paper's filtering: one- or two-MOA compounds, singles only when in some pair, and DMSO (for
+    a dataset with ``control = "zero_signature"``: an empty DMSO group, flagged, that the arithmetic
+    fills with the zero signature); compounds and profiles per group, pairs whose single has one
+    compound flagged (view ``moa_groups_membership``: the group of each profile)."""
+    control = dataset_spec(context.partition_key, lake.landing(context.partition_key)).control
+    result = group_profiles(normalised_splits, control=control)
     for name, count in result.excluded.items():
         context.log.info(f"excluded: {name} = {count}")
-    flagged = result.groups.loc[result.groups["single_profile"], "group"].tolist()
+    groups = result.groups
+    flagged = groups.loc[groups["single_profile"], "group"].tolist()
     if flagged:
         context.log.warning(f"groups with a single profile (kept, flagged): {flagged}")
-    context.add_output_metadata({**result.excluded, "groups": len(result.groups),
-                                 "pairs_usable": int((result.groups["singles_present"] == True).sum()),
-                                 "single_profile_groups": len(flagged)})
+    one_compound = groups.loc[groups["single_has_one_compound"] & (groups["singles_present"] == True), "group"].tolist()  # noqa: E712
+    if one_compound:
+        context.log.warning(f"A|B whose single MOA has one compound (kept, flagged single_has_one_compound; their "
+                            f"arithmetic is that of one compound): {one_compound}")
+    context.add_output_metadata({**result.excluded, "groups": len(groups), "control": control,
+                                 "pairs_usable": int((groups["singles_present"] == True).sum()),  # noqa: E712
+                                 "single_profile_groups": len(flagged),
+                                 "pairs_with_one_compound_single": len(one_compound)})
     membership = pd.DataFrame({"profile_id": normalised_splits["profile_id"].values, "group": result.membership.values})
     return LakeTables(data=result.groups, membership=membership.dropna())
 
 
-def _inputs(lake: Lake, dataset: str, splits: pd.DataFrame, embeddings: pd.DataFrame | None = None) -> LsaInputs:
+def _inputs(lake: Lake, dataset: str, splits: pd.DataFrame, embeddings: pd.DataFrame | None = None,
+            encode: Encoder | None = None) -> LsaInputs:
+    """The design and values; a zero-signature dataset's control row from the stored scaler."""
     return lsa_inputs(lake.table("moa_groups", dataset), lake.table("moa_groups", dataset, table="membership"),
-                      splits, embeddings)
+                      splits, embeddings, lake.table("normalised_splits", dataset, table="scaler"), encode)
 
 
 @dg.multi_asset(
@@ -75,22 +95,25 @@ def _inputs(lake: Lake, dataset: str, splits: pd.DataFrame, embeddings: pd.DataF
         "lsa_predictions": dg.AssetOut(kinds={"parquet"},
                                        description="Predicted A|B profile per method (expression named); "
                                                    "latent predictions: view lsa_predictions_latent."),
-        "lsa_distances": dg.AssetOut(kinds={"parquet"},
+        "lsa_distances": dg.AssetOut(kinds={"parquet", "copairs"},
                                      description="L2, cosine distance, Pearson r of the shifts from DMSO, and "
-                                                 "retrieval rank of the real A|B among all group means."),
+                                                 "copairs' average precision (cosine) of the real A|B profiles "
+                                                 "among all compounds' profiles, with its p; mAP per method: "
+                                                 "view lsa_distances_map."),
     },
     partitions_def=dataset_model_partitions, group_name="lsa", deps=["moa_groups", "trained_models"],
 )
-def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake], normalised_splits: pd.DataFrame,
-                            latent_embeddings: pd.DataFrame):
+def latent_space_arithmetic(context: dg.AssetExecutionContext, config: ArithmeticConfig, lake: dg.ResourceParam[Lake],
+                            normalised_splits: pd.DataFrame, latent_embeddings: pd.DataFrame):
     dataset, model_type = dataset_and_model(context)
-    inputs = _inputs(lake, dataset, normalised_splits, latent_embeddings)
+    store = ModelStore(lake)
+    model = store.load(dataset, model_type)
+    inputs = _inputs(lake, dataset, normalised_splits, latent_embeddings, model.encode)
     design, x, z, features = inputs.design, inputs.features, inputs.latent, inputs.feature_names
     if design.pairs.empty:
         context.log.warning(f"{dataset}: no A|B with both singles present; nothing to predict")
-    store = ModelStore(lake)
-    model = store.load(dataset, model_type)
-    counts = np.bincount(design.labels, minlength=len(design.groups))
+    real = design.labels if design.fixed is None else design.labels[~design.fixed]  # the zero signature is no profile
+    counts = np.bincount(real, minlength=len(design.groups))
     latent_means = pd.DataFrame(group_means(design.labels, z, len(design.groups))[0], columns=latent_columns(z.shape[1]))
     latent_means.insert(0, "group", design.groups)
     latent_means.insert(1, "profiles", counts)
@@ -101,13 +124,21 @@ def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: dg.Resource
                                 on=["method", "pair"], how="left")
     distances["distinctness"] = distances["pair"].map(distinctness(feature_means, normalised_splits[features].mean()))
     predictions.insert(2, "expression", predictions["method"].map(dict(zip(distances["method"], distances["expression"]))))
+    group_of = stored_membership(normalised_splits, lake.table("moa_groups", dataset, table="membership"))
+    per_query, per_method = retrieval(predictions, *references(normalised_splits, group_of, features), features,
+                                      config.retrieval_null_size, config.seed)
+    distances = distances.merge(per_query.drop(columns=["positives", "negatives"]), on=["method", "pair"], how="left")
     skipped = int(sum("|" in g for g in design.groups)) - len(design.pairs)
     yield dg.Output(LakeTables(data=latent_means, features=feature_means), output_name="moa_means",
                     metadata={"groups": len(design.groups), "latent_dim": z.shape[1]})
     yield dg.Output(LakeTables(data=predictions, latent=latent), output_name="lsa_predictions",
                     metadata={"pairs": len(design.pairs), "pairs_skipped_missing_single": skipped})
     summary = distances.groupby("method")["l2"].mean().round(4).to_dict()
-    yield dg.Output(distances, output_name="lsa_distances", metadata={f"mean_l2_{k}": v for k, v in summary.items()})
+    maps = {f"map_{r.method}": round(float(r.mean_average_precision), 4) for r in per_method.itertuples()}
+    yield dg.Output(LakeTables(data=distances, map=per_method), output_name="lsa_distances",
+                    metadata={**{f"mean_l2_{k}": v for k, v in summary.items()}, **maps, "retrieval_distance": "cosine",
+                              "retrieval_null_size": config.retrieval_null_size, "seed": config.seed,
+                              "zero_signature_control": design.zero_signature})
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="lsa", kinds={"numpy", "parquet"},
@@ -115,12 +146,15 @@ def latent_space_arithmetic(context: dg.AssetExecutionContext, lake: dg.Resource
 def shuffled_null(context: dg.AssetExecutionContext, config: NullConfig, lake: dg.ResourceParam[Lake],
                   normalised_splits: pd.DataFrame, latent_embeddings: pd.DataFrame) -> pd.DataFrame:
     """Distances of every method's prediction to the real A|B means when MOA labels (DMSO included)
-    are permuted across profiles; one row per permutation x pair x method."""
+    are permuted across profiles; one row per permutation x pair x method. A zero-signature control
+    is no profile: it keeps its label and only the compounds' labels are permuted."""
     dataset, model_type = dataset_and_model(context)
-    inputs = _inputs(lake, dataset, normalised_splits, latent_embeddings)
     model = ModelStore(lake).load(dataset, model_type)
+    inputs = _inputs(lake, dataset, normalised_splits, latent_embeddings, model.encode)
     null = run_null(inputs.design, inputs.latent, inputs.features, model.decode, config.permutations, config.seed)
-    context.add_output_metadata({"permutations": config.permutations, "seed": config.seed, "rows": len(null)})
+    context.add_output_metadata({"permutations": config.permutations, "seed": config.seed, "rows": len(null),
+                                 "permuted": "compound labels only (zero-signature control fixed)"
+                                 if inputs.design.zero_signature else "all labels, DMSO included"})
     return null
 
 
@@ -146,12 +180,13 @@ def lsa_zscores(context: dg.AssetExecutionContext, lake: dg.ResourceParam[Lake],
     return LakeTables(data=table, summary=summary)
 
 
-@dg.asset(group_name="lsa", kinds={"duckdb", "parquet"}, deps=["lsa_zscores"])
+@dg.asset(group_name="lsa", kinds={"duckdb", "parquet"}, deps=["lsa_zscores", "method_comparison"])
 def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: dg.ResourceParam[Lake]) -> LakeTables:
     """Figure 6 (mean L2 per dataset x method, real vs shuffled labels, 0-1 within dataset), Figure 7
-    (Cell Painting vs L1000 z per A|B; view ``lsa_summary_cp_vs_l1000``) and Supplementary Figure 8
+    (Cell Painting vs L1000 z per A|B; view ``lsa_summary_cp_vs_l1000``), Supplementary Figure 8
     (distinctness of each A|B vs its z-score; views ``lsa_summary_distinctness`` and
-    ``lsa_summary_distinctness_spearman``) over every partition."""
+    ``lsa_summary_distinctness_spearman``) and every partition's ``method_comparison`` (view
+    ``lsa_summary_method_comparison``, with a forest plot over datasets)."""
     zs = lake.stacked("lsa_zscores")
     fig6 = figure6(zs)
     fig7 = figure7(zs, config.cell_painting, config.l1000, config.model_type)
@@ -165,8 +200,15 @@ def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: 
         metadata["supplementary_figure8"] = dg.MetadataValue.md(plots.markdown_image(plots.distinctness_plot(pairs, spearman),
                                                                                "Supplementary Figure 8"))
         metadata["spearman_distinctness_vs_z"] = dg.MetadataValue.md(spearman.round(3).to_markdown(index=False))
+    comparison = lake.stacked("method_comparison")
+    if len(comparison):
+        labelled = comparison.assign(label=comparison["dataset"] + " / " + comparison["model_type"] + " vs "
+                                     + comparison["baseline"])
+        metadata["method_comparison"] = dg.MetadataValue.md(plots.markdown_image(
+            plots.forest_plot(labelled, "LSA - baseline per dataset and model (95% bootstrap CI)"), "LSA vs baselines"))
     context.add_output_metadata(metadata)
-    return LakeTables(data=fig6, cp_vs_l1000=fig7, distinctness=pairs, distinctness_spearman=spearman)
+    return LakeTables(data=fig6, cp_vs_l1000=fig7, distinctness=pairs, distinctness_spearman=spearman,
+                      method_comparison=comparison)
 
 
 class LeaveOutConfig(dg.Config):

@@ -12,7 +12,7 @@ from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.tables import atomic_path
 
 BY_DATASET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
-UPSTREAM = ("lsa_zscores", "feature_group_contributions", "latent_correlation", "generation_qc", "training_curves")
+UPSTREAM = ("lsa_zscores", "method_comparison", "feature_group_contributions", "latent_correlation", "generation_qc", "training_curves")
 
 
 @dg.asset(partitions_def=dataset_partitions, group_name="reporting", kinds={"html"},

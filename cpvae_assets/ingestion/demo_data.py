@@ -1,12 +1,19 @@
 """A seeded generator of LINCS-shaped demo datasets with a known answer.
 
-Each MOA is a direction in a hidden 8-dimensional space; a compound is its MOA's direction plus a
-little compound noise, scaled by a Hill dose response. A two-MOA compound ``A|B`` is *additive* (the
-sum of A's and B's directions, which latent space arithmetic should recover) or *synergistic* (a new
-direction of the same size, which it should not). A fixed non-linear map takes hidden states to
-588 CellProfiler-named features (and, with another map, to 978 L1000 genes); replicate wells add
-noise and plate effects, and the level-5 profile is the median of its replicates (pycytominer's
-consensus). The truth is written to ``ground_truth/combinations.csv`` beside each dataset.
+Each MOA is a direction in a hidden 8-dimensional space; a compound is its MOA's direction plus
+compound noise, scaled by a Hill dose response. A two-MOA compound ``A|B`` is *additive* (the sum of
+A's and B's directions, which latent space arithmetic should recover) or *synergistic* (a random
+direction of the same size at least ``min_synergy_angle_degrees`` away from that sum, so that no
+arithmetic can recover it by luck). A fixed map takes hidden states to 588 CellProfiler-named
+features (and another to 978 L1000 genes); replicate wells add noise and plate effects, and the
+level-5 profile is the median of its replicates (pycytominer's consensus). The truth, with each
+pair's angle to the sum, is written to ``ground_truth/combinations.csv`` beside each dataset.
+
+Two knobs make it a power analysis (method.md): ``effect_size`` = norm of every MOA's hidden
+direction / standard deviation of the compound-to-compound noise (per hidden dimension), set through
+the noise so that the geometry the map sees stays the same; ``nonlinearity`` blends the map from its
+linearisation at DMSO (0: feature arithmetic is exact for additive pairs) to the full one-hidden-layer
+tanh map (1).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from cpvae_assets.storage.tables import atomic_path
 
 DOSES_UM = (0.04, 0.12, 0.37, 1.11, 3.33, 10.0)
 HIDDEN = 8
+DIRECTION_NORM = 4.0  # hidden-space norm of every single MOA's direction (about the old demo's average, 4.1)
 CHANNELS = ("DNA", "RNA", "ER", "AGP", "Mito")
 GROUND_TRUTH = Path("ground_truth") / "combinations.csv"
 
@@ -40,6 +48,23 @@ class DemoConfig:
     replicates: int = 4
     n_features: int = 588
     l1000_cell_lines: tuple[str, ...] = ("A549", "MCF7")
+    # defaults: compounds of one MOA spread about as far as their MOA's direction (noise sd 1.33), and a
+    # map half way to the saturating tanh; there the methods' recovery of the truth differs (bench/lsa_power.py)
+    effect_size: float = 3.0  # DIRECTION_NORM / sd of the compound noise per hidden dimension
+    nonlinearity: float = 0.5  # 0: the map's linearisation at DMSO, 1: the full non-linear map
+    min_synergy_angle_degrees: float = 90.0  # smallest angle of a synergistic pair from the sum of its singles
+
+    def __post_init__(self) -> None:
+        if not self.effect_size > 0:
+            raise ValueError(f"effect_size must be positive, got {self.effect_size}")
+        if not 0 <= self.nonlinearity <= 1:
+            raise ValueError(f"nonlinearity must be in [0, 1], got {self.nonlinearity}")
+        if not 0 <= self.min_synergy_angle_degrees <= 150:
+            raise ValueError(f"min_synergy_angle_degrees must be in [0, 150], got {self.min_synergy_angle_degrees}")
+
+    @property
+    def compound_noise_sd(self) -> float:
+        return DIRECTION_NORM / self.effect_size
 
 
 def cellprofiler_feature_names(n: int = 588) -> list[str]:
@@ -73,10 +98,30 @@ def _moa_names(n: int) -> list[str]:
     return [name for name, _ in ranked[:n]]
 
 
+def _random_direction(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(0, 1, HIDDEN)
+    return v / np.linalg.norm(v) * DIRECTION_NORM
+
+
+def _angle_degrees(u: np.ndarray, v: np.ndarray) -> float:
+    cos = float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def _synergy(summed: np.ndarray, min_angle: float, rng: np.random.Generator, tries: int = 10_000) -> np.ndarray:
+    """A random direction as long as ``summed``, at least ``min_angle`` degrees from it (rejection sampling:
+    the angle keeps the distribution of a random direction, above the floor)."""
+    for _ in range(tries):
+        other = rng.normal(0, 1, HIDDEN)
+        if _angle_degrees(other, summed) >= min_angle:
+            return other / np.linalg.norm(other) * np.linalg.norm(summed)
+    raise ValueError(f"no random direction at least {min_angle} degrees from the sum in {tries} draws")
+
+
 def design_compounds(cfg: DemoConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Compounds (id, moa, hidden direction) and the ground truth of the two-MOA combinations."""
     moas = _moa_names(cfg.n_single_moas)
-    direction = {m: rng.normal(0, 1, HIDDEN) * 1.5 for m in moas}
+    direction = {m: _random_direction(rng) for m in moas}
     pairs = rng.choice(len(list(itertools.combinations(moas, 2))), cfg.n_pairs, replace=False)
     all_pairs = list(itertools.combinations(moas, 2))
     synergy = set(rng.choice(cfg.n_pairs, cfg.n_synergistic, replace=False).tolist())
@@ -87,14 +132,13 @@ def design_compounds(cfg: DemoConfig, rng: np.random.Generator) -> tuple[pd.Data
             a, b = b, a  # real annotations list the two mechanisms in either order
         additive = i not in synergy
         summed = direction[a] + direction[b]
-        if additive:
-            effect = summed
-        else:
-            other = rng.normal(0, 1, HIDDEN)
-            effect = other / np.linalg.norm(other) * np.linalg.norm(summed)
+        effect = summed if additive else _synergy(summed, cfg.min_synergy_angle_degrees, rng)
         direction[f"{a}|{b}"] = effect
         truth.append({"moa_pair": f"{a}|{b}", "moa_a": a, "moa_b": b, "additive": additive,
-                      "cosine_to_sum": float(effect @ summed / np.linalg.norm(effect) / np.linalg.norm(summed))})
+                      "cosine_to_sum": float(effect @ summed / np.linalg.norm(effect) / np.linalg.norm(summed)),
+                      "angle_to_sum_degrees": 0.0 if additive else round(_angle_degrees(effect, summed), 3),
+                      "min_synergy_angle_degrees": cfg.min_synergy_angle_degrees,
+                      "effect_size": cfg.effect_size, "nonlinearity": cfg.nonlinearity})
     # one compound with three mechanisms and two without annotation, as in the real table
     a, b, c = moas[:3]
     direction[f"{a}|{b}|{c}"] = direction[a] + direction[b] + direction[c]
@@ -104,19 +148,29 @@ def design_compounds(cfg: DemoConfig, rng: np.random.Generator) -> tuple[pd.Data
         n = 2 if moa is None or moa.count("|") == 2 else cfg.compounds_per_moa
         for _ in range(n if moa is not None else 2):
             k = next(serial)
-            base = direction[moa] if moa is not None else rng.normal(0, 1, HIDDEN)
+            base = direction[moa] if moa is not None else _random_direction(rng)
             rows.append({"compound": f"BRD-K{10000000 + 7919 * k:08d}-001-01-{k % 10}",
                          "pert_iname": f"cpd-{k:04d}", "moa": moa,
-                         "hidden": base + rng.normal(0, 0.3, HIDDEN),
+                         "hidden": base + rng.normal(0, cfg.compound_noise_sd, HIDDEN),
                          "plate_map": f"C-7161-01-LM6-{(k % cfg.plate_maps) + 1:03d}"})
     return pd.DataFrame(rows), pd.DataFrame(truth), direction
 
 
-def _nonlinear_map(rng: np.random.Generator, n_out: int, width: int = 32):
+def hidden_map(rng: np.random.Generator, n_out: int, nonlinearity: float, width: int = 32):
+    """Hidden states to features: ``(1 - nonlinearity)`` x the map's first-order Taylor expansion at
+    DMSO (h = 0) + ``nonlinearity`` x the tanh map itself. Both agree at DMSO in value and slope, so
+    the knob changes the curvature only, not the scale of the signal."""
     w1 = rng.normal(0, 0.6, (HIDDEN, width))
     b1 = rng.normal(0, 0.3, width)
     w2 = rng.normal(0, 1 / np.sqrt(width), (width, n_out))
-    return lambda h: np.tanh(h @ w1 + b1) @ w2
+    at_zero = np.tanh(b1) @ w2
+    jacobian = (w1 * (1 - np.tanh(b1) ** 2)) @ w2
+
+    def to_out(h: np.ndarray) -> np.ndarray:
+        linear = at_zero + h @ jacobian
+        return linear if nonlinearity == 0 else (1 - nonlinearity) * linear + nonlinearity * (np.tanh(h @ w1 + b1) @ w2)
+
+    return to_out
 
 
 def _hill(dose: float) -> float:
@@ -126,7 +180,7 @@ def _hill(dose: float) -> float:
 def generate_cell_painting(cfg: DemoConfig, compounds: pd.DataFrame, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Level-4 replicate wells and level-5 consensus (median of replicates) profiles."""
     features = cellprofiler_feature_names(cfg.n_features)
-    to_features = _nonlinear_map(rng, cfg.n_features)
+    to_features = hidden_map(rng, cfg.n_features, cfg.nonlinearity)
     plate_effect = {f"SQ{15000 + i:08d}": rng.normal(0, 0.15, cfg.n_features)
                     for i in range(cfg.plate_maps * cfg.replicates)}
     plates = list(plate_effect)
@@ -163,7 +217,7 @@ def generate_cell_painting(cfg: DemoConfig, compounds: pd.DataFrame, rng: np.ran
 
 
 def generate_l1000(cfg: DemoConfig, compounds: pd.DataFrame, rng: np.random.Generator, genes: pd.DataFrame) -> pd.DataFrame:
-    to_genes = _nonlinear_map(rng, len(genes), width=48)
+    to_genes = hidden_map(rng, len(genes), cfg.nonlinearity, width=48)
     baseline = to_genes(np.zeros(HIDDEN))
     cells = {c: rng.normal(0, 0.3, len(genes)) for c in cfg.l1000_cell_lines}
     rows = []

@@ -69,7 +69,7 @@ def _check_duplicates(path: Path, names: list[str], what: str = "column") -> Non
         raise ProfileFileError(path, f"duplicate {what} names: {', '.join(dupes[:10])}")
 
 
-def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+def _read_delimited(path: Path, sep: str, metadata_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     _check_text(path)
     with _open_text(path) as handle:
         line = handle.readline()
@@ -82,7 +82,7 @@ def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
             raise ProfileFileError(path, f"the header is a single column; the file seems separated by "
                                    f"{_DELIMITERS[other]}s ({other!r}), expected {_DELIMITERS[sep]}s ({sep!r})")
     _check_duplicates(path, header)
-    meta = {c: str for c in header if c.startswith(META_PREFIX)}
+    meta = {c: str for c in header if c.startswith(META_PREFIX) or c in metadata_columns}
     with _open_text(path) as handle:
         return pd.read_csv(handle, sep=sep, dtype=meta, keep_default_na=True, low_memory=False)
 
@@ -170,8 +170,19 @@ def read_gctx(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat([samples, values], axis=1), pd.DataFrame({"feature": [str(r) for r in rids], **row_meta})
 
 
-def read_profiles(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Read one profile file; returns (samples x columns, per-feature annotation or None)."""
+def _prefix_metadata(path: Path, frame: pd.DataFrame, metadata_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Rename the unprefixed metadata columns a dataset declares to ``Metadata_<name>``, so that every
+    other column is a feature."""
+    clash = [c for c in metadata_columns if c in frame.columns and f"{META_PREFIX}{c}" in frame.columns]
+    if clash:
+        raise ProfileFileError(path, f"has both {clash[0]!r} and {META_PREFIX}{clash[0]!r}; the dataset declares "
+                               f"{clash[0]!r} a metadata column, which is renamed to the second: keep one of them")
+    return frame.rename(columns={c: f"{META_PREFIX}{c}" for c in metadata_columns if c in frame.columns})
+
+
+def read_profiles(path: Path, metadata_columns: tuple[str, ...] = ()) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Read one profile file; returns (samples x columns, per-feature annotation or None). Columns named
+    in ``metadata_columns`` are read as text and renamed ``Metadata_<name>``."""
     fmt = profile_format(path)
     if fmt is None:
         raise ProfileFileError(path, f"unsupported file type; expected one of {', '.join(SUFFIXES)}")
@@ -181,7 +192,7 @@ def read_profiles(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         raise ProfileFileError(path, "file is empty")
     try:
         if fmt in ("csv", "tsv"):
-            frame, features = _read_delimited(path, "," if fmt == "csv" else "\t"), None
+            frame, features = _read_delimited(path, "," if fmt == "csv" else "\t", metadata_columns), None
         elif fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -209,7 +220,7 @@ def read_profiles(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         raise
     if frame.shape[0] == 0:
         raise ProfileFileError(path, "file has a header but no profiles")
-    return numeric_metadata(frame), features
+    return numeric_metadata(_prefix_metadata(path, frame, metadata_columns)), features
 
 
 _MISSING_TEXT = ("", "nan", "NaN", "na", "NA", "None")

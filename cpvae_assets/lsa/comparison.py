@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 MIN_PAIRS = 5
@@ -55,3 +56,69 @@ def paired_difference(lsa: np.ndarray, baseline: np.ndarray, lower_is_better: bo
     else:
         p, reason = float(stats.wilcoxon(d, alternative="two-sided").pvalue), ""
     return PairedDifference(n, float(d.mean()), float(ci.low), float(ci.high), p, float(wins.mean()), reason)
+
+
+# the metrics compared, and whether lower is better: L2 alone rewards small predictions (the
+# ``control`` baseline predicts no effect and can win on L2 while direction carries the signal), so
+# the three are always reported side by side
+METRICS = {"l2": True, "cosine_distance": True, "shift_pearson": False}
+METRIC_LABELS = {"l2": "L2", "cosine_distance": "cosine distance", "shift_pearson": "shift Pearson r"}
+_SHORT = {"l2": "L2", "cosine_distance": "cosine", "shift_pearson": "shift r"}
+SUMMARY_COLUMNS = ["baseline", "metric", "lower_is_better", "n", "mean_difference", "ci_low", "ci_high", "wilcoxon_p",
+                   "win_rate", "wins", "reason", "seed", "resamples"]
+PAIR_COLUMNS = ["pair", "baseline", "metric", "lsa", "baseline_value", "difference", "lsa_better"]
+
+
+def method_comparison(distances: pd.DataFrame, baselines: tuple[str, ...], seed: int = 0,
+                      resamples: int = RESAMPLES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """LSA against each baseline on the same pairs, for every metric of ``METRICS``.
+
+    ``distances``: one row per pair x method (the ``lsa_distances`` table). Returns one row per
+    baseline x metric (``paired_difference``; d = LSA - baseline, so for L2 and cosine a negative d
+    means LSA is better, for the shift Pearson r a positive one) and the per-pair differences."""
+    rows, pairs = [], []
+    for baseline in baselines:
+        for metric, lower in METRICS.items():
+            wide = distances[distances["method"].isin(["lsa", baseline])].pivot_table(
+                index="pair", columns="method", values=metric, aggfunc="first", dropna=False)
+            wide = wide.reindex(columns=["lsa", baseline])
+            lsa, base = wide["lsa"].to_numpy(np.float64), wide[baseline].to_numpy(np.float64)
+            result = paired_difference(lsa, base, lower, seed, resamples)
+            reason = result.reason
+            if len(wide) == 0:
+                reason = "no A|B pair with both singles present"
+            elif result.mean_difference is None and np.isnan(base).all():
+                reason = f"{baseline}'s {METRIC_LABELS[metric]} is undefined on every pair (no shift from the control); " + reason
+            wins = None if result.win_rate is None else int(round(result.win_rate * result.n))
+            rows.append({"baseline": baseline, "metric": metric, "lower_is_better": lower, **result.as_row(),
+                         "wins": wins, "reason": reason, "seed": seed, "resamples": resamples})
+            d = lsa - base
+            better = np.where(np.isfinite(d), d < 0 if lower else d > 0, None)
+            pairs.append(pd.DataFrame({"pair": wide.index.to_numpy(str), "baseline": baseline, "metric": metric,
+                                       "lsa": lsa, "baseline_value": base, "difference": d, "lsa_better": better}))
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    for col in ("mean_difference", "ci_low", "ci_high", "wilcoxon_p", "win_rate"):
+        table[col] = table[col].astype(np.float64)  # None -> NULL in the stored table, not an object column
+    table["wins"] = table["wins"].astype("Int64")
+    per_pair = pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(columns=PAIR_COLUMNS)
+    per_pair["lsa_better"] = per_pair["lsa_better"].astype("boolean")
+    return table, per_pair
+
+
+def verdict_lines(table: pd.DataFrame, model_type: str) -> list[str]:
+    """One line per baseline for the run log, all three metrics side by side, e.g.
+    ``beta LSA vs mean_of_singles: +0.12 L2 [0.05, 0.19] wins 11 of 42; ...`` (d = LSA - baseline)."""
+    lines = []
+    for baseline, part in table.groupby("baseline", sort=False):
+        if part["mean_difference"].isna().all():
+            lines.append(f"{model_type} LSA vs {baseline}: no comparison ({part['reason'].iloc[0]})")
+            continue
+        parts = []
+        for row in part.itertuples():
+            if pd.isna(row.mean_difference):
+                parts.append(f"{_SHORT[row.metric]}: n={row.n}, no comparison")
+            else:
+                parts.append(f"{row.mean_difference:+.3g} {_SHORT[row.metric]} [{row.ci_low:.3g}, {row.ci_high:.3g}] "
+                             f"wins {row.wins} of {row.n}")
+        lines.append(f"{model_type} LSA vs {baseline}: " + "; ".join(parts))
+    return lines

@@ -8,7 +8,6 @@ import pandas as pd
 
 from cpvae_assets.schema import pair_key
 
-
 # the run log's line when a model's LSA loses to a baseline (``cpvae demo`` counts these per baseline)
 NOT_BEATEN = "the model's LSA does not beat these baselines on mean L2"
 
@@ -61,17 +60,25 @@ def figure7(zscores: pd.DataFrame, cell_painting: str, l1000: str, model_type: s
 
 
 def ground_truth_scores(zscores: pd.DataFrame, truth: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Share of planted additive pairs called (q < alpha) and of non-additive ones wrongly called."""
-    keyed = truth.assign(key=truth["moa_pair"].map(pair_key))[["key", "additive"]]
-    frame = zscores.assign(key=zscores["pair"].map(pair_key)).merge(keyed, on="key", how="inner")
-    called = frame["q"] < alpha
-    return (frame.assign(called=called).groupby("method")
-            .apply(lambda g: pd.Series({"additive_pairs": int(g["additive"].sum()),
-                                        "additive_called": float(g.loc[g["additive"], "called"].mean()) if g["additive"].any() else np.nan,
-                                        "non_additive_pairs": int((~g["additive"]).sum()),
-                                        "non_additive_called": float(g.loc[~g["additive"], "called"].mean()) if (~g["additive"]).any() else np.nan}),
-                   include_groups=False)
-            .reset_index())
+    """Per method, the share of planted additive pairs called (q < alpha) and of non-additive ones
+    wrongly called. The denominator is every planted pair of that kind: a pair the method did not
+    score (a single missing, no q) counts as not called, so losing pairs cannot raise a share."""
+    keyed = truth.assign(key=truth["moa_pair"].map(pair_key)).drop_duplicates("key")[["key", "additive"]]
+    keyed["additive"] = keyed["additive"].astype(bool)
+    scored = zscores.assign(key=zscores["pair"].map(pair_key))
+    rows = []
+    for method, part in scored.groupby("method", sort=True):
+        called_keys = set(part.loc[part["q"] < alpha, "key"])
+        scored_keys = set(part.loc[part["q"].notna(), "key"])
+        row: dict[str, object] = {"method": method}
+        for name, kind in (("additive", keyed["additive"]), ("non_additive", ~keyed["additive"])):
+            keys = keyed.loc[kind, "key"]
+            row[f"{name}_pairs"] = int(len(keys))
+            row[f"{name}_scored"] = int(keys.isin(scored_keys).sum())
+            row[f"{name}_called"] = float(keys.isin(called_keys).mean()) if len(keys) else np.nan
+        rows.append(row)
+    columns = ["method"] + [f"{n}_{c}" for n in ("additive", "non_additive") for c in ("pairs", "scored", "called")]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def distinctness(feature_means: pd.DataFrame, all_profiles_mean: pd.Series) -> pd.Series:

@@ -10,6 +10,7 @@ from cpvae_assets.plots.lsa import (
                                                distinctness_plot,
                                                figure6_plot,
                                                figure7_plot,
+                                               forest_plot,
                                                leave_out_plot,
                                                pair_distances_plot,
 )
@@ -25,6 +26,7 @@ __all__ = [
                                                "feature_group_heatmap",
                                                "figure6_plot",
                                                "figure7_plot",
+                                               "forest_plot",
                                                "leave_out_plot",
                                                "markdown_image",
                                                "pair_distances_plot",

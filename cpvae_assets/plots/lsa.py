@@ -1,4 +1,5 @@
-"""Figures of the LSA summary: Figure 6, Figure 7 and Supplementary Figure 8."""
+"""Figures of the LSA summary: Figure 6, Figure 7, Supplementary Figure 8, and the forest plot of
+LSA against each baseline."""
 
 from __future__ import annotations
 
@@ -89,4 +90,33 @@ def leave_out_plot(table: pd.DataFrame, title: str) -> bytes:
     ax.set_ylabel("rank after retraining without them")
     ax.set_title(title)
     ax.legend()
+    return to_png(fig)
+
+
+FOREST_AXES = {"l2": "L2: LSA - baseline (< 0: LSA better)",
+               "cosine_distance": "cosine distance: LSA - baseline (< 0: LSA better)",
+               "shift_pearson": "shift Pearson r: LSA - baseline (> 0: LSA better)"}
+
+
+def forest_plot(table: pd.DataFrame, title: str) -> bytes:
+    """Mean paired difference with its bootstrap 95% CI, one row per ``label`` (a baseline, or a
+    dataset / model / baseline), one panel per metric side by side (L2 alone rewards small
+    predictions); rows without a comparison show their n."""
+    labels = list(dict.fromkeys(table["label"]))
+    fig, axes = figure(3.4 * len(FOREST_AXES), max(1.6, 0.7 + 0.24 * len(labels)), ncols=len(FOREST_AXES),
+                       squeeze=False, sharey=True)
+    y = {label: i for i, label in enumerate(labels)}
+    for ax, (metric, xlabel) in zip(axes[0], FOREST_AXES.items()):
+        for row in table[table["metric"] == metric].itertuples():
+            if pd.isna(row.mean_difference):
+                ax.annotate(f"n={row.n}", (0, y[row.label]), fontsize=6, color="grey", ha="center", va="center")
+                continue
+            ax.errorbar(row.mean_difference, y[row.label], xerr=[[row.mean_difference - row.ci_low],
+                                                                 [row.ci_high - row.mean_difference]],
+                        fmt="o", ms=4, capsize=2, color=colour(row.baseline))
+        ax.axvline(0, color="grey", lw=0.6)
+        ax.set_xlabel(xlabel)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+    axes[0][0].set_title(title, loc="left")
     return to_png(fig)

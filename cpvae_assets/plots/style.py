@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 MODEL_COLOURS = {"vanilla": "#0072B2", "beta": "#D55E00", "mmd": "#009E73", "pca": "#666666"}
-METHOD_COLOURS = {"feature_arithmetic": "#CC79A7", "mean_of_singles": "#E69F00", "best_single": "#56B4E9"}
+METHOD_COLOURS = {"feature_arithmetic": "#CC79A7", "mean_of_singles": "#E69F00", "best_single": "#56B4E9",
+                  "control": "#000000"}
 ROLE_COLOURS = {"real": "#0072B2", "shuffled": "#999999"}
 KIND_COLOURS = {"real": "#999999", "reconstructed": "#0072B2", "simulated": "#D55E00"}
 SHUFFLED = "#BBBBBB"

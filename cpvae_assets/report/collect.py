@@ -17,7 +17,8 @@ PER_DATASET = ("normalised_splits", "moa_groups")
 PER_MODEL = (("trained_models", "data"), ("training_curves", "data"), ("generation_qc", "data"),
              ("generation_qc", "umap"), ("latent_traversal", "top"), ("feature_group_contributions", "data"),
              ("feature_group_contributions", "active"), ("latent_correlation", "data"),
-             ("latent_correlation", "summary"), ("lsa_zscores", "data"), ("lsa_zscores", "summary"))
+             ("latent_correlation", "summary"), ("lsa_zscores", "data"), ("lsa_zscores", "summary"),
+             ("lsa_distances", "map"), ("method_comparison", "data"))
 
 
 def report_inputs() -> list[tuple[str, str]]:

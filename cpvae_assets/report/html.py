@@ -20,6 +20,7 @@ from cpvae_assets.plots import (
     active_features_plot,
     correlation_heatmap,
     feature_group_heatmap,
+    forest_plot,
     training_curves_figure,
     traversal_plot,
     umap_figure,
@@ -124,14 +125,35 @@ def _interpretation_section(data: ReportData) -> str:
 def _lsa_section(data: ReportData) -> str:
     summary = data.stacked("lsa_zscores", "summary")
     z = data.stacked("lsa_zscores")
-    lsa = z[z["method"] == "lsa"][["model_type", "pair", "l2", "z", "q", "retrieval_rank"]]
+    lsa = z[z["method"] == "lsa"][["model_type", "pair", "l2", "z", "q", "average_precision"]]
     best = lsa.sort_values("z").groupby("model_type").head(TOP)
     worst = lsa.sort_values("z", ascending=False).groupby("model_type").head(TOP)
+    maps = data.stacked("lsa_distances", "map")
     return ("<h2>Latent space arithmetic</h2><p class='note'>Per method: mean L2 distance of the predicted to the "
             "real A|B mean profile, the same under shuffled MOA labels, and the share of pairs with BH q &lt; 0.05. "
-            "Baselines: feature arithmetic, mean of singles, best single (an oracle).</p>" + _table(summary)
+            "Baselines: feature arithmetic, mean of singles, best single (an oracle), control (no effect).</p>"
+            + _table(summary)
             + f"<h3>Best predicted A|B (lowest z, top {TOP} per model type)</h3>" + _table(best)
-            + f"<h3>Worst predicted A|B (highest z, {TOP} per model type)</h3>" + _table(worst))
+            + f"<h3>Worst predicted A|B (highest z, {TOP} per model type)</h3>" + _table(worst)
+            + "<h3>Retrieval: mean average precision (copairs, cosine distance)</h3><p class='note'>Query: a method's "
+            "predicted A|B profile; positives: the real profiles of compounds annotated A|B; negatives: every other "
+            "compound's profiles (controls excluded). p: copairs' permutation null.</p>" + _table(maps)
+            + _comparison_part(data))
+
+
+def _comparison_part(data: ReportData) -> str:
+    table = data.stacked("method_comparison")
+    cols = ["model_type", "baseline", "metric", "n", "mean_difference", "ci_low", "ci_high", "wilcoxon_p", "win_rate",
+            "reason"]
+    labelled = table.assign(label=table["model_type"] + " vs " + table["baseline"])
+    return ("<h3>Does LSA beat the baselines?</h3><p class='note'>Per A|B pair, d = metric(LSA) - metric(baseline) "
+            "on the same pair; mean of d with a percentile bootstrap 95% CI over pairs, two-sided Wilcoxon p and the "
+            "share of pairs where LSA is better (win rate). L2 and cosine distance: d &lt; 0 means LSA is better; "
+            "shift Pearson r (of the shifts from the control): d &gt; 0 means LSA is better. L2 alone rewards small "
+            "predictions (the control baseline predicts no effect), so the three metrics are shown side by side. "
+            "Fewer than 5 pairs: n and the reason only.</p>" + _table(table[cols])
+            + _figure(forest_plot(labelled, f"{data.dataset}: LSA - baseline (95% bootstrap CI)"),
+                      "LSA minus each baseline per metric (forest plot)"))
 
 
 def _provenance_section(data: ReportData, provenance: dict[str, str], runs: dict[tuple[str, str], str]) -> str:

@@ -12,9 +12,7 @@ from cpvae_assets.cli import main
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.orchestration.resources import LincsRemoteResource
 from cpvae_assets.storage.paths import landing_dir
-
 from cpvae_assets_tests.support.file_server import PAYLOAD, PAYLOAD_SHA, FileServer, leftovers, write_manifest
-
 
 # --------------------------------------------------------------------------- resource + CLI
 

@@ -11,7 +11,6 @@ import pytest
 from cpvae_assets.cli import main
 from cpvae_assets.storage.sql import query
 from cpvae_assets.storage.tables import read_table
-
 from cpvae_assets_tests.support.dagster_runs import land_plate, materialise, part
 
 

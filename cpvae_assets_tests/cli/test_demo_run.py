@@ -11,8 +11,8 @@ import pytest
 
 from cpvae_assets.cli.demo import execute
 from cpvae_assets.cli.main import main
-from cpvae_assets.defs.jobs import DATASET_ASSETS, MODEL_ASSETS, MODEL_CONFIG, REPORT_ASSETS, SUMMARY_ASSETS, plan
 from cpvae_assets.definitions import defs
+from cpvae_assets.defs.jobs import DATASET_ASSETS, MODEL_ASSETS, MODEL_CONFIG, REPORT_ASSETS, SUMMARY_ASSETS, plan
 from cpvae_assets.orchestration.partitions import dataset_model_partitions, dataset_partitions
 from cpvae_assets.orchestration.tags import LAUNCHED_BY_TAG
 from cpvae_assets.schema import MODEL_TYPES, PRESETS
@@ -73,3 +73,15 @@ def test_execute_shows_progress_not_events(lake: Path, capsys: pytest.CaptureFix
 def test_run_refuses_a_dataset_without_landing(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--lake", str(lake), "run", "nowhere", "--preset", "paper"]) == 2
     assert "no landing folder for nowhere" in capsys.readouterr().err
+
+
+def test_the_demo_lands_every_shipped_real_file_under_a_registered_name() -> None:
+    from cpvae_assets.cli.demo import DEMO_DATASETS, REAL_PLATES
+    from cpvae_assets.ingestion.registry import load_registry
+    from cpvae_assets.storage.paths import PACKAGE_DATA
+
+    registry = load_registry()
+    assert set(REAL_PLATES) <= set(DEMO_DATASETS) <= set(registry)
+    assert "l1000_consensus" in REAL_PLATES
+    shipped = {p.name for p in (PACKAGE_DATA / "real").iterdir() if not p.name.endswith((".md", "_moa.tsv"))}
+    assert set(REAL_PLATES.values()) == shipped

@@ -4,18 +4,21 @@ seed giving the same split, and refusals (a feature change, a bad file) that kee
 from __future__ import annotations
 
 import gzip
+import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from cpvae_assets.ingestion.demo_data import DemoConfig, generate_demo
-from cpvae_assets.preprocessing.splits import FRACTIONS, SPLITS
+from cpvae_assets.preprocessing.splits import FRACTIONS, SPLITS, scale
+from cpvae_assets.schema import feature_columns
 from cpvae_assets.storage.sql import query
 from cpvae_assets.storage.tables import read_table
-
 from cpvae_assets_tests.support.dagster_runs import PLATE, land_plate, materialise, part
 from cpvae_assets_tests.support.helpers import failure_text, sha256
+from cpvae_assets_tests.support.real_data import REAL_CONSENSUS
 
 SMALL_DEMO = DemoConfig(n_single_moas=8, n_pairs=3, n_synergistic=1, compounds_per_moa=2, plate_maps=2,
                         dmso_per_plate_map=10, replicates=2, n_features=60)
@@ -73,6 +76,43 @@ def test_small_demo_config_end_to_end(lake: Path, instance: dg.DagsterInstance) 
     assert all(e.passed for e in result.get_asset_check_evaluations())
     metadata = result.asset_materializations_for_node("raw_profiles")[0].metadata
     assert metadata["feature_count"].value == SMALL_DEMO.n_features
+
+
+def test_real_consensus_signatures_end_to_end(lake: Path, instance: dg.DagsterInstance) -> None:
+    """The registry's l1000_consensus: MOA join counts in the metadata, robust scaling recorded, the
+    split stratified by MOA group and saying so in the stored table."""
+    dataset = "l1000_consensus"
+    landing = lake / "landing" / dataset
+    landing.mkdir(parents=True)
+    shutil.copyfile(REAL_CONSENSUS, landing / REAL_CONSENSUS.name)
+    result = materialise(lake, instance, ["raw_profiles", "normalised_splits"], dataset=dataset)
+    assert result.success, failure_text(result)
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+
+    raw = result.asset_materializations_for_node("raw_profiles")[0].metadata
+    assert (raw["profiles"].value, raw["feature_count"].value, raw["controls"].value) == (1170, 978, 0)
+    assert (raw["moa_join_profiles"].value, raw["moa_join_matched"].value) == (1170, 1044)
+    assert raw["moa_join"].value == "Metadata_perturbagen -> l1000_consensus_drugbank_moa.tsv:drugbank_id"
+    assert len(raw["moa_join_without_moa_sample"].value.split(", ")) == 10
+    assert raw["control"].value == "zero_signature"
+    logged = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    assert any("1044 of 1170 profiles have an MOA" in m for m in logged)
+
+    splits = result.asset_materializations_for_node("normalised_splits")[0].metadata
+    assert splits["scaling"].value == "robust" and splits["clip_quantiles"].value == [0.005, 0.995]
+    assert splits["stratified_by"].value == "MOA group (the data have no plate or cell line)"
+    assert 0.005 < splits["train_clipped_fraction"].value < 0.015
+    frame = read_table(part(lake, "normalised_splits", dataset=dataset))
+    scaler = read_table(part(lake, "normalised_splits", "scaler", dataset=dataset))
+    assert set(frame["stratified_by"]) == {"MOA group (the data have no plate or cell line)"}
+    assert "stratified_by" not in feature_columns(frame) and len(feature_columns(frame)) == 978
+    assert scaler[["clip_low", "clip_high"]].notna().all().all()
+    features = list(scaler["feature"])
+    assert frame[features].to_numpy().min() == 0.0 and frame[features].to_numpy().max() == 1.0
+    # the stored scaler alone reproduces the stored values from the raw profiles
+    stored_raw = read_table(part(lake, "raw_profiles", dataset=dataset)).set_index("profile_id")
+    again = scale(stored_raw.loc[frame["profile_id"], features].to_numpy(), scaler).astype(np.float32)
+    np.testing.assert_array_equal(again, frame[features].to_numpy())
 
 
 # --------------------------------------------------------------------------------------------- reproducibility

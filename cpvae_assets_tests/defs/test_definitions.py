@@ -26,18 +26,18 @@ def test_asset_keys_and_partitions() -> None:
     assert keys == {"raw_profiles", "normalised_splits", "remote_files", "tuned_hyperparameters", "trained_models",
                     "training_curves", "latent_embeddings", "generation_qc", "moa_groups", "moa_means",
                     "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores", "lsa_summary", "leave_moa_out",
-                    "latent_traversal", "feature_group_contributions", "latent_correlation", "report"}
+                    "method_comparison", "latent_traversal", "feature_group_contributions", "latent_correlation", "report"}
     assert {k.to_user_string() for a in defs.assets for k in a.keys} == keys
     for name in ("tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc",
                  "moa_means", "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores",
-                 "latent_traversal", "feature_group_contributions", "latent_correlation"):
+                 "method_comparison", "latent_traversal", "feature_group_contributions", "latent_correlation"):
         partitions = graph.get(dg.AssetKey(name)).partitions_def
         assert isinstance(partitions, dg.MultiPartitionsDefinition), name
     assert graph.get(dg.AssetKey("moa_groups")).partitions_def.name == "dataset"
     # the report of a dataset reads every model type's partition of it
     report = graph.get(dg.AssetKey("report"))
     assert report.partitions_def.name == "dataset"
-    assert {k.to_user_string() for k in report.parent_keys} >= {"lsa_zscores", "feature_group_contributions",
+    assert {k.to_user_string() for k in report.parent_keys} >= {"lsa_zscores", "method_comparison", "feature_group_contributions",
                                                                 "latent_correlation", "generation_qc", "training_curves"}
     assert graph.get(dg.AssetKey("lsa_summary")).partitions_def is None
     for name in ("raw_profiles", "normalised_splits"):

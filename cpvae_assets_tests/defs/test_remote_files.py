@@ -8,10 +8,8 @@ import dagster as dg
 
 from cpvae_assets.definitions import defs
 from cpvae_assets.storage.lake import Lake
-
 from cpvae_assets_tests.support.dagster_runs import PLATE, resources
 from cpvae_assets_tests.support.helpers import failure_text
-
 
 # --------------------------------------------------------------------------------------------- remote files
 

@@ -28,7 +28,6 @@ import pytest
 
 from cpvae_assets.orchestration.partitions import dataset_partitions
 from cpvae_assets.storage.paths import DATA_FILE, project_root
-
 from cpvae_assets_tests.support.real_data import REAL_CP
 
 PROJECT = project_root()

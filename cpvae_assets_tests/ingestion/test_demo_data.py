@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpvae_assets.ingestion.demo_data import GROUND_TRUTH, DemoConfig, cellprofiler_feature_names, generate_demo
+from cpvae_assets.ingestion.demo_data import (
+    DIRECTION_NORM,
+    GROUND_TRUTH,
+    HIDDEN,
+    DemoConfig,
+    cellprofiler_feature_names,
+    design_compounds,
+    generate_demo,
+    hidden_map,
+)
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.ingestion.validate import ingest_dataset
 
@@ -64,7 +73,59 @@ def test_ground_truth_marks_synergy(demo: dict[str, Path]) -> None:
     truth = pd.read_csv(demo["demo_cp_level5"] / GROUND_TRUTH)
     assert len(truth) == 15 and (~truth["additive"]).sum() == 3
     assert np.allclose(truth.loc[truth["additive"], "cosine_to_sum"], 1.0)
-    assert (truth.loc[~truth["additive"], "cosine_to_sum"] < 0.95).all()
+    synergy = truth[~truth["additive"]]
+    floor = DemoConfig().min_synergy_angle_degrees
+    assert (synergy["angle_to_sum_degrees"] >= floor).all() and (synergy["min_synergy_angle_degrees"] == floor).all()
+    # the recorded angle is the angle of the recorded cosine
+    assert np.allclose(np.cos(np.radians(synergy["angle_to_sum_degrees"])), synergy["cosine_to_sum"], atol=1e-4)
+    assert (truth[["effect_size", "nonlinearity"]] == [DemoConfig().effect_size, DemoConfig().nonlinearity]).all().all()
+
+
+@pytest.mark.parametrize("floor", [0.0, 120.0])
+def test_synergy_angle_floor_holds_for_every_pair(floor: float) -> None:
+    cfg = DemoConfig(n_single_moas=20, n_pairs=30, n_synergistic=30, min_synergy_angle_degrees=floor)
+    compounds, truth, direction = design_compounds(cfg, np.random.default_rng(3))
+    angles = truth["angle_to_sum_degrees"]
+    assert (angles >= floor).all() and len(angles) == 30
+    if floor == 0:  # no floor: random directions, some of them closer than 90 degrees to the sum
+        assert (angles < 90).any()
+    for row in truth.itertuples():  # same size as the sum, as before
+        summed = direction[row.moa_a] + direction[row.moa_b]
+        assert np.linalg.norm(direction[row.moa_pair]) == pytest.approx(np.linalg.norm(summed))
+
+
+@pytest.mark.parametrize("effect_size", [2.0, 20.0])
+def test_effect_size_is_direction_norm_over_compound_noise(effect_size: float) -> None:
+    cfg = DemoConfig(effect_size=effect_size)
+    compounds, _, direction = design_compounds(cfg, np.random.default_rng(4))
+    singles = compounds[compounds["moa"].notna() & ~compounds["moa"].fillna("").str.contains("|", regex=False)]
+    norms = [np.linalg.norm(direction[m]) for m in singles["moa"].unique()]
+    assert np.allclose(norms, DIRECTION_NORM)
+    noise = np.stack([h - direction[m] for h, m in zip(compounds["hidden"], compounds["moa"]) if m is not None])
+    assert noise.std() == pytest.approx(DIRECTION_NORM / effect_size, rel=0.1)
+    assert np.mean(norms) / noise.std() == pytest.approx(effect_size, rel=0.1)
+
+
+def test_nonlinearity_blends_from_the_linearisation_to_the_tanh_map() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(0, 1.5, HIDDEN), rng.normal(0, 1.5, HIDDEN)
+    maps = {k: hidden_map(np.random.default_rng(0), 50, k) for k in (0.0, 0.5, 1.0)}
+
+    def additivity_error(f) -> float:  # how far f(a + b) is from f(a) - f(0) + f(b): zero when f is affine
+        zero = np.zeros(HIDDEN)
+        return float(np.linalg.norm(f(a + b) - (f(a) - f(zero) + f(b))))
+
+    errors = [additivity_error(maps[k]) for k in (0.0, 0.5, 1.0)]
+    assert errors[0] < 1e-9 and errors[1] == pytest.approx(errors[2] / 2) and errors[2] > 0.1
+    eps = 1e-5 * np.eye(HIDDEN)[0]  # every blend has the same value and slope at DMSO (h = 0)
+    slopes = [(maps[k](eps) - maps[k](-eps)) / 2e-5 for k in (0.0, 1.0)]
+    assert np.allclose(maps[0.0](np.zeros(HIDDEN)), maps[1.0](np.zeros(HIDDEN))) and np.allclose(*slopes, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"effect_size": 0.0}, {"nonlinearity": 1.5}, {"min_synergy_angle_degrees": 170.0}])
+def test_knobs_out_of_range_are_refused(bad: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        DemoConfig(**bad)
 
 
 def test_additive_pairs_are_closer_to_feature_arithmetic_than_synergistic(ingested, demo) -> None:

@@ -14,7 +14,6 @@ from cpvae_assets.ingestion.fetch import FetchError, ManifestEntry, fetch_file
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.orchestration.resources import LincsRemoteResource
 from cpvae_assets.storage.hashing import sha256_of
-
 from cpvae_assets_tests.support.file_server import (
     MB,
     PAYLOAD,
@@ -24,7 +23,6 @@ from cpvae_assets_tests.support.file_server import (
     leftovers,
     write_manifest,
 )
-
 
 # --------------------------------------------------------------------------- plain download
 

@@ -10,7 +10,6 @@ import pytest
 from cpvae_assets.ingestion.fetch import FetchError, ManifestEntry, fetch_file, read_manifest
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.storage.paths import UnsafePathError
-
 from cpvae_assets_tests.support.file_server import (
     PAYLOAD,
     PAYLOAD_SHA,
@@ -19,7 +18,6 @@ from cpvae_assets_tests.support.file_server import (
     leftovers,
     write_manifest,
 )
-
 
 # --------------------------------------------------------------------------- manifest parsing
 

@@ -11,7 +11,6 @@ import pytest
 
 from cpvae_assets.ingestion import fetch
 from cpvae_assets.ingestion.fetch import FetchError, ManifestEntry, fetch_file
-
 from cpvae_assets_tests.support.reliability_support import Script, serve
 
 DATA = os.urandom(300_000)

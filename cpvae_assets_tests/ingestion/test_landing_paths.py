@@ -12,9 +12,8 @@ import pytest
 from cpvae_assets.ingestion.landing import landing_files
 from cpvae_assets.ingestion.validate import ingest_dataset
 from cpvae_assets.storage.paths import UnsafePathError, check_name, landing_dir
-
-from cpvae_assets_tests.support.profiles import SPEC, assert_names as _assert_names, cp_frame, write_profiles
-
+from cpvae_assets_tests.support.profiles import SPEC, cp_frame, write_profiles
+from cpvae_assets_tests.support.profiles import assert_names as _assert_names
 
 # --------------------------------------------------------------------------- path safety
 

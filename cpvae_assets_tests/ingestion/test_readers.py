@@ -12,13 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cpvae_assets.ingestion.moa_join import join_key
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.ingestion.validate import Ingested, ingest_dataset
-from cpvae_assets.schema import CONTROL_LABEL
-
+from cpvae_assets.schema import CONTROL_LABEL, NO_MOA, pair_key
 from cpvae_assets_tests.support.profiles import FEATURES, FORMATS, META, SPEC, cp_frame, write_profiles
-from cpvae_assets_tests.support.real_data import REAL_CP, REAL_L1000
-
+from cpvae_assets_tests.support.real_data import REAL_CONSENSUS, REAL_CONSENSUS_MOA, REAL_CP, REAL_L1000
 
 # --------------------------------------------------------------------------- real files
 
@@ -84,19 +83,24 @@ def test_real_l1000_plate_ingested_with_moa_join(landing: Path) -> None:
     np.testing.assert_array_equal(profiles[list(values.columns)].to_numpy(), values.to_numpy())
     assert profiles["Metadata_pert_iname"].tolist() == col_meta["pert_iname"]
 
-    # MOA comes from the Repurposing Hub table, joined by pert_iname
-    hub = pd.read_csv(spec.moa_table_path(), sep="\t", dtype=str).dropna(subset=["pert_iname"])
-    hub = hub.drop_duplicates(subset=["pert_iname"]).set_index("pert_iname")["moa"]
+    # MOA comes from the Repurposing Hub table, joined by pert_iname without regard to case, spaces or
+    # hyphens (the plate writes "CYT387" and "AZD-8330", the Hub "cyt387" and "azd8330")
+    hub = pd.read_csv(spec.moa_table_path(), sep="\t", dtype=str).dropna(subset=["pert_iname", "moa"])
+    hub = hub.assign(key=hub["pert_iname"].map(join_key)).drop_duplicates(subset=["key"]).set_index("key")["moa"]
     treated = profiles[~profiles["is_control"]]
-    known = treated[treated["Metadata_pert_iname"].isin(hub.index)]
+    keys = treated["Metadata_pert_iname"].map(join_key)
+    known = treated[keys.isin(hub.index)]
     assert len(known) > 0
     for iname, moa in known[["Metadata_pert_iname", "moa"]].drop_duplicates().itertuples(index=False):
-        assert moa == hub[iname], iname
+        assert moa == hub[join_key(iname)], iname
     assert treated.loc[treated["Metadata_pert_iname"] == "trametinib", "moa"].eq("MEK inhibitor").all()
+    azd = treated["Metadata_pert_iname"] == "AZD-8330"  # the Hub: "AZD8330"
+    assert azd.any() and treated.loc[azd, "moa"].eq("MEK inhibitor").all()
     assert treated["moa"].dropna().str.contains("|", regex=False).any()
     # names the hub does not know stay unlabelled, they are not invented
-    unknown = treated[~treated["Metadata_pert_iname"].isin(hub.index)]
+    unknown = treated[~keys.isin(hub.index)]
     assert len(unknown) > 0 and unknown["moa"].isna().all()
+    assert result.moa_join.matched == len(known) and result.moa_join.profiles == len(treated)
     # -666 (cmap's "not applicable") is the DMSO dose; controls get 0, treated keep their real dose
     assert (profiles.loc[profiles["is_control"], "dose"] == 0.0).all()
     assert treated["dose"].notna().all() and (treated["dose"] > 0).all()
@@ -105,6 +109,37 @@ def test_real_l1000_plate_ingested_with_moa_join(landing: Path) -> None:
     assert info is not None and len(info) == 978
     assert "pr_gene_symbol" in info.columns
     assert info["feature"].tolist() == result.features
+
+
+def test_real_l1000_consensus_ingested_end_to_end(landing: Path) -> None:
+    """Tab-separated, gzipped, an unprefixed ID column, Entrez gene IDs as columns, no dose, no plate,
+    no controls, MOA joined by DrugBank ID from a table under the package's real/ folder."""
+    shutil.copy(REAL_CONSENSUS, landing)
+    spec = dataset_spec("l1000_consensus")
+    result = ingest_dataset(landing, spec)
+    profiles = result.profiles
+
+    raw = pd.read_csv(REAL_CONSENSUS, sep="\t")  # an independent read
+    assert raw.shape == (1170, 979) and profiles.shape[0] == 1170
+    assert result.features == list(raw.columns[1:]) and len(result.features) == 978
+    assert all(f.isdigit() for f in result.features)
+    np.testing.assert_array_equal(profiles[result.features].to_numpy(), raw.iloc[:, 1:].to_numpy())
+    assert "perturbagen" not in profiles.columns
+    assert profiles["Metadata_perturbagen"].tolist() == profiles["compound"].tolist() == raw["perturbagen"].tolist()
+
+    assert not profiles["is_control"].any() and profiles["dose"].isna().all()
+    table = pd.read_csv(REAL_CONSENSUS_MOA, sep="\t", dtype=str, keep_default_na=False).set_index("drugbank_id")
+    expected = table["moa"].reindex(raw["perturbagen"]).replace("", np.nan)
+    assert profiles["moa"].tolist() == [m if isinstance(m, str) else pd.NA for m in expected]
+    joined = result.moa_join
+    assert (joined.profiles, joined.in_table, joined.matched) == (1170, 1170, 1044)
+    assert len(joined.unmatched) == 10 and all(table.loc[d, "moa"] == "" for d in joined.unmatched)
+    assert int(profiles["moa"].str.contains("|", regex=False).sum()) == 133  # 108 with two MOAs, 25 with more
+
+    # no plate or cell line: the MOA group is the stratum
+    assert profiles["stratum"].value_counts()[NO_MOA] == 126
+    two = profiles["moa"].str.count(r"\|").eq(1).fillna(False)
+    assert profiles.loc[two, "stratum"].tolist() == [pair_key(m) for m in profiles.loc[two, "moa"]]
 
 
 # --------------------------------------------------------------------------- formats

@@ -12,9 +12,7 @@ import pytest
 from cpvae_assets.ingestion.registry import LOCAL_SPEC, REGISTRY_FILE, RegistryError, dataset_spec, load_registry
 from cpvae_assets.ingestion.validate import ingest_dataset
 from cpvae_assets.storage.paths import UnsafePathError, landing_dir
-
 from cpvae_assets_tests.support.real_data import REAL_CP
-
 
 # --------------------------------------------------------------------------- registry
 

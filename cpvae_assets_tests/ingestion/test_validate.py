@@ -18,18 +18,18 @@ from cpvae_assets.ingestion.registry import DatasetSpec
 from cpvae_assets.ingestion.validate import ingest_dataset
 from cpvae_assets.schema import CONTROL_LABEL
 from cpvae_assets.storage.paths import landing_dir
-
 from cpvae_assets_tests.support.profiles import (
     FEATURES,
     FORMATS,
     META,
     SPEC,
-    assert_names as _assert_names,
     cp_frame,
     gct_text,
     write_profiles,
 )
-
+from cpvae_assets_tests.support.profiles import (
+    assert_names as _assert_names,
+)
 
 # --------------------------------------------------------------------------- bad inputs
 

@@ -18,7 +18,6 @@ from cpvae_assets.interpretation.feature_groups import (
 )
 from cpvae_assets.interpretation.traversal import TraversalError, active_features, latent_traversal, top_features
 from cpvae_assets.models.latent import PcaModel
-
 from cpvae_assets_tests.support.real_data import REAL_CP
 
 PNG = b"\x89PNG\r\n\x1a\n"

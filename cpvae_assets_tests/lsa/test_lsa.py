@@ -113,7 +113,7 @@ def test_additive_pairs_are_predicted_and_synergy_is_not() -> None:
     table = zscores(distances, null).set_index(["method", "pair"])
     assert set(table.index.get_level_values("method")) == set(METHODS)
     assert table.loc[("lsa", "A|B"), "l2"] < 1.0 and table.loc[("lsa", "A|B"), "q"] < 0.05
-    assert table.loc[("lsa", "A|B"), "retrieval_rank"] == 1
+    assert table.loc[("control", "A|B"), "l2"] > 10 * table.loc[("lsa", "A|B"), "l2"]  # A|B has an effect
     assert table.loc[("lsa", "C|D"), "q"] > 0.05 and table.loc[("lsa", "C|D"), "z"] > table.loc[("lsa", "A|B"), "z"]
     # with an identity decoder, LSA is exactly the feature-space arithmetic
     assert np.isclose(table.loc[("lsa", "A|B"), "l2"], table.loc[("feature_arithmetic", "A|B"), "l2"])
@@ -161,6 +161,22 @@ def test_summary_tables() -> None:
     truth = pd.DataFrame({"moa_pair": ["B|A", "C|D"], "additive": [True, False]})
     scores = ground_truth_scores(frame[frame["dataset"] == "cp"], truth).set_index("method")
     assert scores.loc["lsa", "additive_called"] == 1.0 and scores.loc["lsa", "non_additive_called"] == 0.0
+
+
+def test_ground_truth_counts_unscored_planted_pairs_as_not_called() -> None:
+    truth = pd.DataFrame({"moa_pair": ["A|B", "C|D", "E|F", "G|H", "I|J"],
+                          "additive": [True, True, True, False, False]})
+    # lsa scored A|B (called) and C|D (not called); E|F lost a single; G|H wrongly called; I|J unscored
+    zs = pd.DataFrame({"method": ["lsa"] * 4 + ["mean_of_singles"] * 2,
+                       "pair": ["b|a", "C|D", "G|H", "K|L", "A|B", "E|F"],
+                       "q": [0.01, 0.2, 0.03, 0.001, 0.01, np.nan]})
+    scores = ground_truth_scores(zs, truth).set_index("method")
+    lsa, mos = scores.loc["lsa"], scores.loc["mean_of_singles"]
+    assert (lsa["additive_pairs"], lsa["additive_scored"], lsa["additive_called"]) == (3, 2, pytest.approx(1 / 3))
+    assert (lsa["non_additive_pairs"], lsa["non_additive_scored"], lsa["non_additive_called"]) == (2, 1, pytest.approx(1 / 2))
+    # a NaN q is scored by no one and called by no one
+    assert (mos["additive_scored"], mos["additive_called"]) == (1, pytest.approx(1 / 3))
+    assert mos["non_additive_called"] == 0.0
 
 
 def planted_splits(synergy: bool = True) -> tuple[pd.DataFrame, list[str]]:

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from cpvae_assets.storage.lake import Lake
-
 from cpvae_assets_tests.support.model_data import BATCH_NORM, HIDDEN, LATENT, N_FEATURES, OBJECTIVES, Data
-
 
 # --------------------------------------------------------------------------------------------- export
 

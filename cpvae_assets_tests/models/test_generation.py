@@ -11,7 +11,6 @@ import pytest
 
 from cpvae_assets_tests.support.model_data import LATENT, N_FEATURES, Data
 
-
 # --------------------------------------------------------------------------------------------- embeddings, QC
 
 

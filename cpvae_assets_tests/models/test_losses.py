@@ -8,7 +8,6 @@ import pytest
 
 from cpvae_assets.models.hyperparameters import PAPER, loss_weights, paper_defaults
 
-
 # --------------------------------------------------------------------------------------------- loss maths
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from cpvae_assets.storage.paths import DATA_FILE
-
 from cpvae_assets_tests.support.helpers import failure_text, sha256
 
 MODEL_ASSETS = ["tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc"]
@@ -91,7 +90,7 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         assert {p.name: sha256(p) for p in partition.iterdir() if p.is_file()} == stored
 
         # latent space arithmetic on the stored models: every LSA asset, then the cross-dataset summary
-        lsa_assets = ["moa_means", "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores"]
+        lsa_assets = ["moa_means", "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores", "method_comparison"]
         run = dg.materialize(list(defs.assets), selection=["moa_groups"], partition_key=dataset, instance=instance,
                              resources=resources, raise_on_error=False)
         assert run.success, failure_text(run)
@@ -101,6 +100,9 @@ def test_model_assets_end_to_end(lake: Path) -> None:
                                  resources=resources, run_config={"ops": {"shuffled_null": {"config": {"permutations": 50}}}},
                                  raise_on_error=False)
             assert run.success, failure_text(run)
+            # the verdict per baseline in the run log (3 pairs: too few to compare)
+            logged = [e.user_message for e in instance.all_logs(run.run_id) if f"{model_type} LSA vs" in e.user_message]
+            assert len(logged) == 4 and all("no comparison" in line for line in logged), logged
         run = dg.materialize(list(defs.assets), selection=["lsa_summary"], instance=instance, resources=resources,
                              run_config={"ops": {"lsa_summary": {"config": {"l1000": "none"}}}}, raise_on_error=False)
         assert run.success, failure_text(run)
@@ -118,7 +120,7 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         assert len(stored) >= 14 and {p: sha256(p) for p in stored} == stored
         zs = query(lake, "SELECT model_type, method, count(*) AS pairs, count(q) AS with_q FROM lsa_zscores GROUP BY ALL")
         assert set(zs["model_type"]) == {"beta", "pca"} and set(zs["method"]) == {"lsa", "feature_arithmetic",
-                                                                                 "mean_of_singles", "best_single"}
+                                                                                 "mean_of_singles", "best_single", "control"}
         assert (zs["pairs"] == 3).all() and (zs["with_q"] == 3).all()  # the three planted pairs
         summary = query(lake, "SELECT * FROM lsa_zscores_summary WHERE method = 'lsa'")
         assert {"additive_called", "non_additive_called"} <= set(summary.columns)
@@ -127,3 +129,22 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         assert figure6["real_01"].between(0, 1).all()
         spread = query(lake, "SELECT seeds FROM lsa_distances WHERE model_type = 'beta' AND method = 'lsa'")
         assert (spread["seeds"] == 1).all()  # n_seeds 1 in this run: one seed model stored
+        # copairs' retrieval beside the distances: AP per query, mAP per method, cosine named
+        ap = query(lake, "SELECT method, average_precision, ap_p, distance FROM lsa_distances")
+        assert ap["average_precision"].between(0, 1).all() and ap["ap_p"].between(0, 1).all()
+        assert set(ap["distance"]) == {"cosine"}
+        maps = query(lake, "SELECT model_type, method, queries, mean_average_precision FROM lsa_distances_map")
+        assert len(maps) == 10 and (maps["queries"] == 3).all()
+        # method_comparison: 4 baselines x 3 metrics per model; 3 pairs are too few, so n and the reason only
+        comparison = query(lake, "SELECT model_type, baseline, metric, n, mean_difference, ci_low, wilcoxon_p, reason "
+                                 "FROM method_comparison")
+        assert len(comparison) == 2 * 4 * 3 and set(comparison["baseline"]) == {"feature_arithmetic", "mean_of_singles",
+                                                                                "best_single", "control"}
+        assert comparison[["mean_difference", "ci_low", "wilcoxon_p"]].isna().all().all()
+        assert comparison["reason"].str.contains("3 pair.s. with both values; at least 5").sum() == 2 * 4 * 3 - 2
+        undefined = comparison[(comparison["baseline"] == "control") & (comparison["metric"] == "shift_pearson")]
+        assert (undefined["n"] == 0).all() and undefined["reason"].str.contains("undefined on every pair").all()
+        pairs = query(lake, "SELECT count(*) AS n FROM method_comparison_pairs")["n"][0]
+        assert pairs == 2 * 4 * 3 * 3
+        summary = query(lake, "SELECT count(*) AS n FROM lsa_summary_method_comparison")["n"][0]
+        assert summary == 2 * 4 * 3

@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 
 from cpvae_assets.storage.lake import Lake
-
 from cpvae_assets_tests.support.model_data import HIDDEN, HP, LATENT, N_FEATURES, OBJECTIVES, Data, hp_for
-
 
 # --------------------------------------------------------------------------------------------- train_model
 

@@ -20,7 +20,6 @@ from cpvae_assets.orchestration.io_manager import LakeIOManager
 from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
 from cpvae_assets.storage.catalog import rebuild_catalog
 from cpvae_assets.storage.lake import Lake
-
 from cpvae_assets_tests.support.bad_inputs_corpus import CORPUS, base_plate, csv_bytes, write
 from cpvae_assets_tests.support.real_data import REAL_CP
 from cpvae_assets_tests.support.reliability_support import PLATE, tree

@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 
 from cpvae_assets.storage.sql import query
-
 from cpvae_assets_tests.support.helpers import failure_text
 from cpvae_assets_tests.support.reliability_support import PLATE, land_plate, start_child
 

@@ -23,7 +23,6 @@ from cpvae_assets.storage.catalog import discover_tables
 from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.paths import landing_dir
 from cpvae_assets.storage.sql import query
-
 from cpvae_assets_tests.support.helpers import failure_text
 from cpvae_assets_tests.support.reliability_support import (
     LEFTOVER,
@@ -146,6 +145,9 @@ else:
     tiny(2).save(folder)
     assert same(KerasModel.load(folder), tiny(2)), "the re-saved model is not version 2"
     print("ok", flush=True)
+    # the check is done: skip TensorFlow's interpreter teardown, which has hung past the timeout on a
+    # loaded 2-core machine after printing "ok"
+    os._exit(0)
 """
 
 

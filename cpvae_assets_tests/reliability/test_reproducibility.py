@@ -16,7 +16,6 @@ from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.paths import DATA_FILE
 from cpvae_assets.storage.tables import read_metadata
 from cpvae_assets.storage.version import code_version
-
 from cpvae_assets_tests.support.helpers import failure_text
 from cpvae_assets_tests.support.reliability_support import tree
 

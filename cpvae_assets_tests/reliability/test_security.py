@@ -29,7 +29,6 @@ from cpvae_assets.storage.paths import (
 )
 from cpvae_assets.storage.sql import QueryRefused, query
 from cpvae_assets.storage.tables import write_table
-
 from cpvae_assets_tests.support.reliability_support import Script, serve
 
 PACKAGE = project_root() / "cpvae_assets"

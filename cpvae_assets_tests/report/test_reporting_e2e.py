@@ -28,8 +28,9 @@ FAST = {"ops": {"tuned_hyperparameters": {"config": {"trials": 0}},
 MODEL_TYPES = {CP: ("beta", "pca"), L1000: ("pca",)}
 PER_MODEL = ["tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc",
              "latent_traversal", "feature_group_contributions", "latent_correlation", "moa_means", "lsa_predictions",
-             "lsa_distances", "shuffled_null", "lsa_zscores"]
+             "lsa_distances", "shuffled_null", "lsa_zscores", "method_comparison"]
 FIGURES_PER_MODEL = 5  # training curves, UMAP, heatmap (or traversal), active features, correlation
+FIGURES_PER_DATASET = 1  # the forest plot of LSA against the baselines
 
 
 @dataclass
@@ -138,6 +139,13 @@ def test_lsa_summary_has_distinctness_vs_z(pipeline: Materialised) -> None:
     assert len(stats) == 3 and stats["spearman_rho"].dropna().between(-1, 1).all()
     meta = _metadata(pipeline.results["lsa_summary"], "lsa_summary")
     assert "data:image/png;base64," in meta["supplementary_figure8"].value
+    # every partition's comparison with the baselines, over datasets, with its forest plot
+    assert "data:image/png;base64," in meta["method_comparison"].value
+    comparison = query(pipeline.lake, "SELECT dataset, model_type, baseline, metric, n FROM lsa_summary_method_comparison")
+    assert len(comparison) == 3 * 4 * 3
+    assert set(zip(comparison["dataset"], comparison["model_type"])) == {(CP, "beta"), (CP, "pca"), (L1000, "pca")}
+    forest = _metadata(pipeline.results[(CP, "beta")], "method_comparison")
+    assert "data:image/png;base64," in forest["forest"].value and forest["seed"].value == 0
 
 
 def _chromium() -> str:
@@ -166,8 +174,9 @@ def test_report_renders_every_figure_in_a_browser(pipeline: Materialised, tmp_pa
     for section in ("Data", "Training", "Generation QC", "Latent interpretation", "Latent space arithmetic",
                     "How these numbers were produced"):
         assert f"<h2>{section}</h2>" in text
+    assert "<h3>Does LSA beat the baselines?</h3>" in text and "copairs, cosine distance" in text
     # PCA is fitted in one step: the report shows no (empty) training curve for it
-    expected = FIGURES_PER_MODEL * len(MODEL_TYPES[dataset]) - MODEL_TYPES[dataset].count("pca")
+    expected = FIGURES_PER_MODEL * len(MODEL_TYPES[dataset]) - MODEL_TYPES[dataset].count("pca") + FIGURES_PER_DATASET
     assert text.count('<img class="figure"') == expected
     assert "landing_sha256" in text and "ingestion run" in text  # provenance from the Dagster instance
     run_id = pipeline.results[(dataset, MODEL_TYPES[dataset][0])].run_id

@@ -14,7 +14,6 @@ from cpvae_assets.storage.catalog import discover_tables, rebuild_catalog
 from cpvae_assets.storage.paths import DATA_FILE, catalog_path, partition_dir, table_file
 from cpvae_assets.storage.sql import query
 from cpvae_assets.storage.tables import write_table
-
 from cpvae_assets_tests.support.lake_tables import hidden_files, profiles, views
 
 

@@ -13,9 +13,7 @@ from cpvae_assets.storage.catalog import rebuild_catalog
 from cpvae_assets.storage.paths import catalog_path
 from cpvae_assets.storage.sql import QueryRefused, query
 from cpvae_assets.storage.tables import write_table
-
 from cpvae_assets_tests.support.lake_tables import views
-
 
 # --------------------------------------------------------------------------- read-only SQL
 

@@ -16,9 +16,7 @@ from cpvae_assets.storage.catalog import rebuild_catalog
 from cpvae_assets.storage.paths import catalog_path, partition_dir, project_root, table_file
 from cpvae_assets.storage.sql import connect, query
 from cpvae_assets.storage.tables import write_table
-
 from cpvae_assets_tests.support.lake_tables import hidden_files, views
-
 
 # --------------------------------------------------------------------------- concurrency
 

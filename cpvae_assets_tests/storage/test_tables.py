@@ -12,9 +12,7 @@ import pytest
 
 from cpvae_assets.storage.paths import DATA_FILE, partition_dir, table_file
 from cpvae_assets.storage.tables import atomic_path, column_names, read_metadata, read_table, write_table
-
 from cpvae_assets_tests.support.lake_tables import hidden_files, profiles
-
 
 # --------------------------------------------------------------------------- Parquet storage
 

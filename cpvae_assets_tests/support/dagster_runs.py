@@ -12,7 +12,6 @@ from cpvae_assets.definitions import defs
 from cpvae_assets.orchestration.io_manager import LakeIOManager
 from cpvae_assets.orchestration.partitions import dataset_partitions
 from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
-
 from cpvae_assets_tests.support.real_data import REAL_CP
 
 PLATE = "lincs_cp_plate"

@@ -20,7 +20,6 @@ import pandas as pd
 
 from cpvae_assets.storage.paths import project_root
 from cpvae_assets.storage.tables import atomic_path
-
 from cpvae_assets_tests.support.real_data import REAL_CP
 
 PLATE = "lincs_cp_plate"
