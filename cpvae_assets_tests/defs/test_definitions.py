@@ -26,8 +26,11 @@ def test_asset_keys_and_partitions() -> None:
     assert keys == {"raw_profiles", "normalised_splits", "remote_files", "tuned_hyperparameters", "trained_models",
                     "training_curves", "latent_embeddings", "generation_qc", "moa_groups", "moa_means",
                     "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores", "lsa_summary", "leave_moa_out",
-                    "method_comparison", "latent_traversal", "feature_group_contributions", "latent_correlation", "report"}
-    assert {k.to_user_string() for a in defs.assets for k in a.keys} == keys
+                    "method_comparison", "latent_traversal", "feature_group_contributions", "latent_correlation", "report", "refresh_failures"}
+    materialisable = {k.to_user_string() for a in defs.assets if isinstance(a, dg.AssetsDefinition) for k in a.keys}
+    # refresh_failures is written by a run-failure sensor (a runless event), never by a run
+    assert materialisable == keys - {"refresh_failures"}
+    assert not graph.get(dg.AssetKey("refresh_failures")).is_materializable
     for name in ("tuned_hyperparameters", "trained_models", "training_curves", "latent_embeddings", "generation_qc",
                  "moa_means", "lsa_predictions", "lsa_distances", "shuffled_null", "lsa_zscores",
                  "method_comparison", "latent_traversal", "feature_group_contributions", "latent_correlation"):
@@ -64,8 +67,9 @@ def test_asset_checks() -> None:
 
 def test_sensors_and_schedule() -> None:
     sensors = {s.name: s for s in defs.sensors}
-    assert set(sensors) == {"landing_sensor", "refresh_plan"}
+    assert set(sensors) == {"landing_sensor", "refresh_plan", "record_failures"}
     assert isinstance(sensors["refresh_plan"], dg.RunStatusSensorDefinition)
+    assert isinstance(sensors["record_failures"], dg.RunStatusSensorDefinition)
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     schedules = {s.name: s for s in defs.schedules}
     assert set(schedules) == {"weekly_remote_manifest_check"}
@@ -92,6 +96,6 @@ def test_dataset_model_partitions() -> None:
 def test_definitions_do_not_import_tensorflow() -> None:
     out = subprocess.run(
         [sys.executable, "-c", "import cpvae_assets.definitions, sys; print('tensorflow' in sys.modules)"],
-        cwd=PROJECT, capture_output=True, text=True, timeout=120, check=True,
+        cwd=PROJECT, capture_output=True, text=True, timeout=300, check=True,
     )
     assert out.stdout.strip().splitlines()[-1] == "False"

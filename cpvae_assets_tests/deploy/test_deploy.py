@@ -50,7 +50,7 @@ def instance_config(tmp_path: Path, source: Path) -> dict:
 
 def test_training_assets_are_in_the_training_pool_and_request_a_gpu_on_kubernetes() -> None:
     graph = defs.resolve_asset_graph()
-    for key in graph.get_all_asset_keys():
+    for key in graph.materializable_asset_keys:
         node = graph.assets_def_for_key(key).op
         name = key.to_user_string()
         if name in TRAINING:

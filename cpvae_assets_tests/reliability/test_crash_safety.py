@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
 import signal
 import time
 import zipfile
@@ -38,7 +37,6 @@ from cpvae_assets_tests.support.reliability_support import (
     start_child,
     tree,
 )
-
 
 
 def visible_parquet_files(lake: Path) -> list[Path]:
