@@ -190,7 +190,11 @@ def lsa_summary(context: dg.AssetExecutionContext, config: SummaryConfig, lake: 
     zs = lake.stacked("lsa_zscores")
     fig6 = figure6(zs)
     fig7 = figure7(zs, config.cell_painting, config.l1000, config.model_type)
-    metadata = {"datasets": int(fig6["dataset"].nunique()), "figure6": dg.MetadataValue.md(plots.markdown_image(plots.figure6_plot(fig6), "Figure 6"))}
+    metadata: dict = {"datasets": int(fig6["dataset"].nunique())}
+    if len(fig6):  # no dataset with a scored A|B yet (a plate without pairs): the tables stay empty
+        metadata["figure6"] = dg.MetadataValue.md(plots.markdown_image(plots.figure6_plot(fig6), "Figure 6"))
+    else:
+        context.log.warning("no dataset has an A|B pair with both singles yet: Figure 6 is empty")
     if len(fig7):
         metadata["figure7"] = dg.MetadataValue.md(plots.markdown_image(
             plots.figure7_plot(fig7, f"{config.model_type}: {config.cell_painting} vs {config.l1000}"), "Figure 7"))

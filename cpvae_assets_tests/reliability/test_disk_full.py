@@ -60,7 +60,7 @@ def test_keras_write_on_a_full_disk(tmpfs_lake: Path, tmp_path: Path) -> None:
         free = os.statvfs(tmpfs_lake)
         with open(tmpfs_lake / "filler", "wb") as handle:  # a few kilobytes left: less than one .keras file
             handle.write(b"\0" * max(0, free.f_bavail * free.f_frsize - 16_384))
-        config = {"ops": {**FAST, "trained_models": {"config": {**FAST["trained_models"]["config"], "seed": 7}}}}
+        config = {"ops": {"trained_models": {"config": {**FAST["trained_models"]["config"], "seed": 7}}}}
         again = dg.materialize(list(defs.assets), selection=["trained_models", "training_curves"], partition_key=key,
                                instance=instance, resources=resources, run_config=config, raise_on_error=False)
     assert not again.success

@@ -70,7 +70,8 @@ def test_one_run_per_partition_and_the_same_content_twice_is_one_ingestion(daemo
     assert set(counts.values()) == {1}, {k: v for k, v in counts.items() if v != 1}
     jobs = Counter(r.job_name for r in daemon.runs())
     assert jobs == Counter({"dataset_inputs": 1, "models_demo": 1, "dataset_report": 1, "summaries": 1})
-    assert all(r.is_success for r in daemon.runs()) and models[0].tags["cpvae/refresh"].startswith(DATASET)
+    assert all(r.is_success for r in daemon.runs()), daemon.failures()
+    assert models[0].tags["cpvae/refresh"].startswith(DATASET)
 
 
 @pytest.mark.parametrize("daemon", ["beta"], indirect=True)

@@ -158,6 +158,19 @@ class Daemon:
                     return int(match.group(1))
         return None
 
+    def failures(self) -> str:
+        """Each run that did not succeed: its job, status and the first error of its event log."""
+        lines = []
+        with self.instance() as instance:
+            for run in instance.get_runs():
+                if run.is_success:
+                    continue
+                errors = [e for e in instance.all_logs(run.run_id) if e.is_dagster_event and
+                          e.dagster_event.event_type in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE)]
+                detail = errors[0].dagster_event.message if errors else "no failure event"
+                lines.append(f"{run.job_name} {run.tags.get('dagster/partition', '')} {run.status.value}: {detail}")
+        return "\n".join(lines)
+
     def settled(self) -> bool:
         """No run queued, starting or in progress."""
         active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
