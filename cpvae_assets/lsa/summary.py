@@ -95,8 +95,9 @@ def predictability_vs_distinctness(zscores: pd.DataFrame) -> tuple[pd.DataFrame,
     from scipy.stats import spearmanr
 
     cols = ["dataset", "model_type", "pair", "distinctness", "z"]
+    stats_cols = ["dataset", "model_type", "pairs", "spearman_rho", "spearman_p"]
     if "distinctness" not in zscores.columns:
-        return pd.DataFrame(columns=cols), pd.DataFrame(columns=["dataset", "model_type", "pairs", "spearman_rho", "spearman_p"])
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=stats_cols)
     rows = zscores.loc[zscores["method"] == "lsa", cols].dropna(subset=["distinctness", "z"]).reset_index(drop=True)
     stats_rows = []
     for (dataset, model_type), part in rows.groupby(["dataset", "model_type"]):
@@ -105,4 +106,4 @@ def predictability_vs_distinctness(zscores: pd.DataFrame) -> tuple[pd.DataFrame,
         stats_rows.append({"dataset": dataset, "model_type": model_type, "pairs": len(part),
                            "spearman_rho": float(result.statistic) if ok else np.nan,
                            "spearman_p": float(result.pvalue) if ok else np.nan})
-    return rows, pd.DataFrame(stats_rows)
+    return rows, pd.DataFrame(stats_rows, columns=stats_cols)

@@ -75,6 +75,8 @@ def write_table(
     frame: pd.DataFrame, target: Path, metadata: Mapping[str, object] | None = None
 ) -> Path:
     """Write ``frame`` as Parquet at ``target`` atomically; ``metadata`` goes into the file as JSON."""
+    if len(frame.columns) == 0:  # DuckDB cannot read such a file: its SQL view would break the catalog
+        raise ValueError(f"{target}: a table needs at least one column (an empty result still names its columns)")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata:
         merged = dict(table.schema.metadata or {})

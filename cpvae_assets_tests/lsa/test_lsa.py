@@ -163,6 +163,23 @@ def test_summary_tables() -> None:
     assert scores.loc["lsa", "additive_called"] == 1.0 and scores.loc["lsa", "non_additive_called"] == 0.0
 
 
+def test_summary_tables_of_datasets_without_pairs_keep_their_columns(tmp_path) -> None:
+    """A plate without A|B pairs (the first refresh of lincs_cp_plate): every summary table is empty but
+    keeps its columns, so it is stored and its SQL view reads; a frame without columns is refused."""
+    from cpvae_assets.lsa.summary import predictability_vs_distinctness
+    from cpvae_assets.storage.tables import write_table
+
+    empty = pd.DataFrame(columns=["dataset", "model_type", "method", "pair", "l2", "null_mean", "q", "z", "distinctness"])
+    tables = [figure6(empty), figure7(empty, "cp", "l1000"), *predictability_vs_distinctness(empty),
+              *predictability_vs_distinctness(empty.drop(columns="distinctness"))]
+    for i, table in enumerate(tables):
+        assert table.empty and len(table.columns) > 0, i
+        write_table(table, tmp_path / f"t{i}.parquet")
+    with pytest.raises(ValueError, match="at least one column"):
+        write_table(pd.DataFrame(), tmp_path / "none.parquet")
+    assert not (tmp_path / "none.parquet").exists()
+
+
 def test_ground_truth_counts_unscored_planted_pairs_as_not_called() -> None:
     truth = pd.DataFrame({"moa_pair": ["A|B", "C|D", "E|F", "G|H", "I|J"],
                           "additive": [True, True, True, False, False]})
