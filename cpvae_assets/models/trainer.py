@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cpvae_assets.models.adam import FusedAdam
 from cpvae_assets.models.stack import (
     CALIBRATION_ROWS,
     MATMUL_DTYPES,
@@ -95,8 +96,7 @@ class Trainer:
         self.sig = sig
         self.stack = Stack(sig.k, sig.n_in, sig.hidden, sig.latent, sig.batch_norm, matmul_dtype=sig.matmul_dtype)
         self.variables = self.stack.trainables
-        self.optimizer = keras.optimizers.Adam(1e-3)
-        self.optimizer.build(self.variables)
+        self.optimizer = FusedAdam(self.variables)
         k = sig.k
         data = tf.TensorSpec([None, None, sig.n_in], tf.float32)  # (distinct datasets, rows, features)
         ints, floats, scalar = tf.TensorSpec([k], tf.int32), tf.TensorSpec([k], tf.float32), tf.TensorSpec([], tf.int32)
@@ -107,9 +107,7 @@ class Trainer:
 
     def reset(self, seeds: Sequence[int], learning_rate: float) -> None:
         self.stack.reset(seeds)
-        for var in self.optimizer.variables:  # iteration count, learning rate, first and second moments
-            var.assign(tf.zeros_like(var))
-        self.optimizer.learning_rate = learning_rate
+        self.optimizer.reset(learning_rate)
 
     def _run_epoch(self, x_train, data_idx, order, kl_w, mmd_w, seeds, epoch, batch_size):
         """One epoch: ``order`` (K, n_batches x batch) holds each member's shuffled row indices."""
@@ -125,7 +123,7 @@ class Trainer:
             with tf.GradientTape() as tape:
                 parts = losses(stack, xb, kl_w, mmd_w, draws[0][part], draws[1][part], training=True, use_mmd=sig.use_mmd)
                 objective = tf.reduce_sum(parts[0])
-            self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+            self.optimizer.apply(tape.gradient(objective, variables))
             sums += tf.stack(parts)
         return sums * reciprocal(n_batches)
 
