@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -39,14 +40,22 @@ def dagster_home(lake: Path) -> Path:
 def seed_landing(lake: Path) -> list[str]:
     """Write the demo datasets and copy the real plates into the landing folder."""
     from cpvae_assets.ingestion.demo_data import generate_demo
+
+    generate_demo(lake / "landing")
+    for dataset in REAL_PLATES:
+        land_real(lake, dataset)
+    return list(DEMO_DATASETS)
+
+
+def land_real(lake: Path, dataset: str) -> Path:
+    """Copy a real file shipped in the package into its dataset's landing folder."""
     from cpvae_assets.storage.lake import Lake
     from cpvae_assets.storage.tables import atomic_path
 
-    generate_demo(lake / "landing")
-    for dataset, file_name in REAL_PLATES.items():
-        with atomic_path(Lake(lake).landing(dataset) / file_name) as tmp:
-            shutil.copyfile(PACKAGE_DATA / "real" / file_name, tmp)
-    return list(DEMO_DATASETS)
+    file_name = REAL_PLATES[dataset]
+    with atomic_path(Lake(lake).landing(dataset) / file_name) as tmp:
+        shutil.copyfile(PACKAGE_DATA / "real" / file_name, tmp)
+    return Lake(lake).landing(dataset) / file_name
 
 
 def execute(runs: list, lake: Path, command: str, verbose: bool = False) -> list[str]:
@@ -69,7 +78,8 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False) -> list
     instance.add_dynamic_partitions(dataset_partitions.name, [d for d in datasets if d not in known])
     jobs = {name: defs.resolve_job_def(name) for name in dict.fromkeys(r.job for r in runs)}
     loggers = {"python": {}} | ({"console": {"config": {"log_level": "DEBUG"}}} if verbose else {})
-    log_file = lake / LOG_FOLDER / f"cpvae-{command}-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", command).strip("-")  # "run --preset demo" -> run-preset-demo
+    log_file = lake / LOG_FOLDER / f"cpvae-{slug}-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     console = Console(highlight=False)
     if not console.is_terminal:  # a log or a pipe: wide enough for the summary table, no wrapping
@@ -132,6 +142,9 @@ def run_datasets(args: argparse.Namespace) -> int:
 
     lake = lake_root(args.lake)
     dagster_home(lake)
+    for dataset in args.datasets:  # a real dataset shipped with the package lands itself the first time
+        if dataset in REAL_PLATES and not Lake(lake).landing(dataset).is_dir():
+            print(f"{dataset}: landed the packaged file {land_real(lake, dataset)}")
     absent = [d for d in args.datasets if not Lake(lake).landing(d).is_dir()]
     if absent:
         raise FileNotFoundError(f"no landing folder for {', '.join(absent)} under {lake / 'landing'}: "

@@ -17,11 +17,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cpvae_assets.models.adam import FusedAdam
 from cpvae_assets.models.stack import (
     CALIBRATION_ROWS,
     MATMUL_DTYPES,
     Stack,
     epoch_noise,
+    input_moments,
     losses,
     reciprocal,
 )
@@ -95,21 +97,19 @@ class Trainer:
         self.sig = sig
         self.stack = Stack(sig.k, sig.n_in, sig.hidden, sig.latent, sig.batch_norm, matmul_dtype=sig.matmul_dtype)
         self.variables = self.stack.trainables
-        self.optimizer = keras.optimizers.Adam(1e-3)
-        self.optimizer.build(self.variables)
+        self.optimizer = FusedAdam(self.variables)
         k = sig.k
         data = tf.TensorSpec([None, None, sig.n_in], tf.float32)  # (distinct datasets, rows, features)
         ints, floats, scalar = tf.TensorSpec([k], tf.int32), tf.TensorSpec([k], tf.float32), tf.TensorSpec([], tf.int32)
         self.run_epoch = tf.function(self._run_epoch, input_signature=[
             data, ints, tf.TensorSpec([k, None], tf.int32), floats, floats, ints, scalar, scalar])
         self.evaluate = tf.function(self._evaluate, input_signature=[data, ints, floats, floats, ints, scalar, scalar])
-        self.calibrate = tf.function(self._calibrate, input_signature=[data, tf.TensorSpec([None], tf.int32), ints])
+        self.calibrate = tf.function(self._calibrate, input_signature=[
+            tf.TensorSpec([None, 1, sig.n_in], tf.float32), tf.TensorSpec([None, sig.n_in, sig.n_in], tf.float32), ints])
 
     def reset(self, seeds: Sequence[int], learning_rate: float) -> None:
         self.stack.reset(seeds)
-        for var in self.optimizer.variables:  # iteration count, learning rate, first and second moments
-            var.assign(tf.zeros_like(var))
-        self.optimizer.learning_rate = learning_rate
+        self.optimizer.reset(learning_rate)
 
     def _run_epoch(self, x_train, data_idx, order, kl_w, mmd_w, seeds, epoch, batch_size):
         """One epoch: ``order`` (K, n_batches x batch) holds each member's shuffled row indices."""
@@ -125,7 +125,7 @@ class Trainer:
             with tf.GradientTape() as tape:
                 parts = losses(stack, xb, kl_w, mmd_w, draws[0][part], draws[1][part], training=True, use_mmd=sig.use_mmd)
                 objective = tf.reduce_sum(parts[0])
-            self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+            self.optimizer.apply(tape.gradient(objective, variables))
             sums += tf.stack(parts)
         return sums * reciprocal(n_batches)
 
@@ -142,8 +142,8 @@ class Trainer:
             sums += tf.stack(parts) * tf.cast(tf.shape(xb)[1], tf.float32)
         return sums * reciprocal(n_val)
 
-    def _calibrate(self, x_train, rows, data_idx):
-        self.stack.calibrate(tf.gather(tf.gather(x_train, rows, axis=1), data_idx))
+    def _calibrate(self, mean_x, cov_x, data_idx):
+        self.stack.calibrate(tf.gather(mean_x, data_idx), tf.gather(cov_x, data_idx))
         return tf.constant(0)
 
 
@@ -231,7 +231,10 @@ def train_stack(
     seeds = tf.constant([m.seed for m in members], tf.int32)
     n_batches = n_train // batch_size
     # exact batch-norm statistics over (at most CALIBRATION_ROWS of) the training rows
-    calibration_rows = tf.constant(np.sort(np.random.default_rng(members[0].seed).permutation(n_train)[:CALIBRATION_ROWS]), tf.int32)
+    calibration_rows = np.sort(np.random.default_rng(members[0].seed).permutation(n_train)[:CALIBRATION_ROWS])
+    if encoder_batch_norm:  # per distinct dataset: mean and covariance of its calibration rows
+        moments = [input_moments(sources[key].train[calibration_rows]) for key in unique]
+        mean_x, cov_x = (tf.constant(np.stack([m[i] for m in moments])) for i in (0, 1))
     n_val = int(x_val.shape[1])
     val_chunk = tf.constant(max(1, min(batch_size, n_val)), tf.int32)
     batch = tf.constant(batch_size, tf.int32)
@@ -253,7 +256,7 @@ def train_stack(
             train_parts = trainer.run_epoch(x_train, data_idx, tf.constant(order, tf.int32), kl_w, mmd_w, seeds, step,
                                             batch).numpy()
             if sig.batch_norm:
-                trainer.calibrate(x_train, calibration_rows, data_idx)
+                trainer.calibrate(mean_x, cov_x, data_idx)
             val_parts = trainer.evaluate(x_val, data_idx, kl_w, mmd_w, seeds, step, val_chunk).numpy()
             rows = []
             for j, member in enumerate(members):
