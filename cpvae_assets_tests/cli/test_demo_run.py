@@ -24,8 +24,8 @@ def test_every_partitioned_asset_is_in_exactly_one_job_of_the_plan() -> None:
     partitioned = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is not None}
     in_jobs = [*DATASET_ASSETS, *MODEL_ASSETS, *REPORT_ASSETS]
     assert sorted(in_jobs) == sorted(set(in_jobs)) and set(in_jobs) == partitioned - {"leave_moa_out"}
-    unpartitioned = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).partitions_def is None}
-    assert set(SUMMARY_ASSETS) == unpartitioned
+    unpartitioned = {k.to_user_string() for k in graph.materializable_asset_keys if graph.get(k).partitions_def is None}
+    assert set(SUMMARY_ASSETS) == unpartitioned  # refresh_failures is observed by a sensor, not materialised
     for preset in PRESETS:
         job = defs.resolve_job_def(f"models_{preset}")
         assert job.partitions_def == dataset_model_partitions
