@@ -9,6 +9,9 @@ fail the same way again). The line says whether the daemon will retry it.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -68,3 +71,47 @@ def record_failures(context: dg.RunFailureSensorContext, lake: dg.ResourceParam[
                          "error": row["error"][:300], "will_retry": row["will_retry"]}))
     context.log.warning(f"{run.job_name} {row['partition'] or ''} failed (run {run.run_id}, "
                         f"{'retried' if will_retry else 'not retried'}): {row['error'][:200]}")
+
+
+PID = re.compile(r"pid: (\d+)")
+
+
+def worker_alive(pid: int) -> bool:
+    """Is the process alive and a Python process (a recycled pid running something else counts as gone)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return b"python" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # no /proc (macOS): the pid alone
+        return True
+
+
+def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        match = PID.search(record.message or "")
+        if match and "started process for run" in (record.message or "").lower():
+            return int(match.group(1))
+    return None
+
+
+@dg.sensor(name="dead_run_workers", default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+           description="Marks a STARTED run failed when its worker process is gone (the local run launcher "
+                       "cannot report it; Kubernetes' can), so run retries and record_failures take over.")
+def dead_run_workers(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    from dagster._core.launcher import DefaultRunLauncher
+
+    instance = context.instance
+    if not isinstance(instance.run_launcher, DefaultRunLauncher):
+        return dg.SkipReason("the run launcher checks its own workers")
+    gone = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        pid = run_worker_pid(instance, run.run_id)
+        if pid is not None and not worker_alive(pid):
+            instance.report_run_failed(run, f"the run worker (pid {pid}) is gone: killed, or its host or daemon "
+                                            "restarted; the run is retried if retries remain")
+            gone.append(run.run_id)
+    return dg.SkipReason(f"marked failed: {', '.join(gone)}" if gone else "every started run has its worker")

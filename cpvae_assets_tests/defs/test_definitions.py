@@ -67,7 +67,7 @@ def test_asset_checks() -> None:
 
 def test_sensors_and_schedule() -> None:
     sensors = {s.name: s for s in defs.sensors}
-    assert set(sensors) == {"landing_sensor", "refresh_plan", "record_failures"}
+    assert set(sensors) == {"landing_sensor", "refresh_plan", "record_failures", "dead_run_workers"}
     assert isinstance(sensors["refresh_plan"], dg.RunStatusSensorDefinition)
     assert isinstance(sensors["record_failures"], dg.RunStatusSensorDefinition)
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
