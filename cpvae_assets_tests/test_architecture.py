@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import subprocess
+from pathlib import Path
 
 from cpvae_assets.storage.paths import DATA_FILE, project_root
 
@@ -64,3 +65,15 @@ def test_the_data_file_name_is_written_once() -> None:
     found = subprocess.run(["git", "grep", "-n", "-F", literal, "--", "cpvae_assets", "cpvae_assets_tests", "bench"],
                            cwd=project_root(), capture_output=True, text=True, check=False).stdout.splitlines()
     assert [line.split(":")[0] for line in found] == ["cpvae_assets/storage/paths.py"]
+
+
+def test_collecting_the_tests_does_not_import_tensorflow() -> None:
+    """TensorFlow imported at collection binds its logging to the first test's capture stream; a later
+    Dagster run that logs to it then crashes the whole session ("lost sys.stderr")."""
+    import sys
+
+    probe = ("import sys, pytest; pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', 'cpvae_assets_tests']); "
+             "print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stdout[-2000:]

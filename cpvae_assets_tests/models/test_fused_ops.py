@@ -4,15 +4,18 @@ of the encoder's pre-activation over the rows."""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from cpvae_assets.models.adam import FusedAdam
-from cpvae_assets.models.stack import Stack, input_moments
+# TensorFlow is imported inside the tests, never at collection: importing it then binds its logging to
+# the capture stream of whichever test runs first, and a later Dagster run writing to it crashes pytest
 
 
 def test_fused_adam_follows_keras_adam() -> None:
+    import keras
+    import tensorflow as tf
+
+    from cpvae_assets.models.adam import FusedAdam
+
     rng = np.random.default_rng(0)
     start = rng.normal(size=(3, 40, 7)).astype(np.float32)
     mine, theirs = tf.Variable(start), tf.Variable(start)
@@ -29,6 +32,10 @@ def test_fused_adam_follows_keras_adam() -> None:
 
 
 def test_calibration_is_the_exact_mean_and_variance() -> None:
+    import tensorflow as tf
+
+    from cpvae_assets.models.stack import Stack, input_moments
+
     rng = np.random.default_rng(1)
     x = (rng.random((500, 30)) * rng.random(30) * 4 + 2).astype(np.float32)  # offsets: E[h^2] - E[h]^2 would cancel
     stack = Stack(2, 30, 12, 3, batch_norm=True, seeds=[1, 2])
