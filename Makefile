@@ -41,8 +41,10 @@ demo: install instance
 system-packages:
 	@bash deploy/system-packages.sh
 
+# two workers, a test file each at a time (pytest-xdist): `make test TEST_WORKERS=0` runs in this process
+TEST_WORKERS ?= 2
 test: install system-packages
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ui: install instance
 	$(BIN)/dg dev --host $(HOST) --port $(PORT)

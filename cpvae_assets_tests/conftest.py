@@ -20,6 +20,12 @@ from cpvae_assets_tests.support.file_server import PAYLOAD, FileServer, handler_
 from cpvae_assets_tests.support.lake_tables import profiles
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The daemon tests first: under pytest-xdist each holds a worker for minutes, and the short tests
+    then fill in around them instead of waiting behind them at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("daemon") is None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CPVAE_LAKE", str(tmp_path / "lake"))

@@ -85,7 +85,7 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False) -> list
     if not console.is_terminal:  # a log or a pipe: wide enough for the summary table, no wrapping
         console = Console(highlight=False, width=max(console.width, 120))
     console.print(f"cpvae {command}: {len(datasets)} dataset(s), {len(runs)} runs on the Dagster instance "
-                  f"{instance.root_directory}\nfull log: {log_file}")
+                  f"{instance.root_directory}\nfull log: {log_file}", soft_wrap=True)  # a path is never broken
     started, failed, skipped = time.monotonic(), [], set()
     total_steps = sum(len(jobs[r.job].nodes) for r in runs)
     with RunProgress(console, total_steps, len(runs), log_file, live=console.is_terminal and not verbose) as progress:

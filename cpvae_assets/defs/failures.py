@@ -98,7 +98,7 @@ def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return None
 
 
-@dg.sensor(name="dead_run_workers", default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+@dg.sensor(name="dead_run_workers", default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=15,
            description="Marks a STARTED run failed when its worker process is gone (the local run launcher "
                        "cannot report it; Kubernetes' can), so run retries and record_failures take over.")
 def dead_run_workers(context: dg.SensorEvaluationContext) -> dg.SkipReason:

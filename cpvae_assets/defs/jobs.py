@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from cpvae_assets.orchestration.tags import TRAINS_TAG
 from cpvae_assets.schema import MODEL_TYPES, PRESETS, Preset
 
 # per dataset, before any model; per dataset x model type; per dataset, after every model type;
@@ -57,7 +58,7 @@ dataset_inputs = dg.define_asset_job(
     description="A dataset's profiles, splits and MOA groups (one dataset partition).")
 model_jobs = {
     preset: dg.define_asset_job(
-        f"models_{preset}", selection=list(MODEL_ASSETS), tags=_runtime(f"models_{preset}"),
+        f"models_{preset}", selection=list(MODEL_ASSETS), tags={**_runtime(f"models_{preset}"), TRAINS_TAG: "true"},
         config={"ops": MODEL_CONFIG[preset]},
         description=f"Tuning, training, embeddings, QC, LSA and interpretation of one dataset x model type, "
                     f"at the {preset} budget.")

@@ -32,6 +32,7 @@ from cpvae_assets.orchestration.partitions import (
     dataset_model_partitions,
     dataset_partitions,
 )
+from cpvae_assets.orchestration.tags import TRAINS_TAG
 from cpvae_assets.schema import latent_columns
 from cpvae_assets.storage.lake import Lake
 
@@ -244,4 +245,4 @@ def leave_moa_out(context: dg.AssetExecutionContext, config: LeaveOutConfig, lak
     return table
 
 
-leave_moa_out_job = dg.define_asset_job("leave_moa_out_job", selection=[leave_moa_out.key])
+leave_moa_out_job = dg.define_asset_job("leave_moa_out_job", selection=[leave_moa_out.key], tags={TRAINS_TAG: "true"})

@@ -33,7 +33,8 @@ def remote_files(context: dg.AssetExecutionContext, config: RemoteConfig, lake: 
     names = config.datasets or [n for n, s in registry.items() if s.remote_files]
     unknown = [n for n in names if n not in registry or not registry[n].remote_files]
     if unknown:
-        raise dg.Failure(f"no remote files registered for {unknown}")
+        # a wrong name in the run config fails the same way on every retry
+        raise dg.Failure(f"no remote files registered for {unknown}", allow_retries=False)
     rows = []
     for name in names:
         spec, landing = registry[name], lake.landing(name)

@@ -9,3 +9,6 @@ REASON_TAG = "cpvae/rejection"
 REFRESH_TAG = "cpvae/refresh"
 # who launched a run (cpvae demo, the CLI)
 LAUNCHED_BY_TAG = "cpvae/launched_by"
+# on every job that trains a model: the local instance runs one such run at a time (a run tag limit in
+# deploy/dagster.local.yaml), counted from the moment it is dequeued
+TRAINS_TAG = "cpvae/trains"

@@ -29,6 +29,8 @@ def test_remote_files_offline_status_and_unknown_dataset(lake: Path, instance: d
                              run_config={"ops": {"remote_files": {"config": {"datasets": [PLATE]}}}})
     assert not unknown.success
     assert "no remote files registered" in failure_text(unknown)
+    # a name the registry lacks stays unknown: not retried after the network back-off
+    assert not [e for e in unknown.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
 def test_weekly_schedule_downloads_remote_files() -> None:

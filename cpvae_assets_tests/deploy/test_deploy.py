@@ -18,6 +18,7 @@ import yaml
 from cpvae_assets.definitions import defs
 from cpvae_assets.defs import runtime
 from cpvae_assets.defs.runtime import EXECUTOR_ENV, MAX_CONCURRENT_ENV, TRAINING_POOL
+from cpvae_assets.orchestration.tags import TRAINS_TAG
 from cpvae_assets.storage.paths import project_root
 
 PROJECT = project_root()
@@ -103,6 +104,11 @@ def test_local_instance_limits_the_training_pool(tmp_path: Path) -> None:
     # a run takes its training slot before it starts (no process waits for one), two runs at once
     assert config["concurrency"]["pools"]["granularity"] == "run"
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 2
+    # and one run that trains at a time, counted from its dequeue: every job with a training step says so
+    assert {"key": TRAINS_TAG, "value": "true", "limit": 1} in config["concurrency"]["runs"]["tag_concurrency_limits"]
+    for job in (j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")):  # not the UI's asset job
+        pools = {node.definition.pool for node in job.graph.node_dict.values()}
+        assert (TRAINING_POOL in pools) == (job.tags.get(TRAINS_TAG) == "true"), job.name
 
     # the limit reaches the pool (with run granularity, slots are claimed per run by the run queue)
     @dg.asset(pool=TRAINING_POOL)

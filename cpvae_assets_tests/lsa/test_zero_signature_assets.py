@@ -41,14 +41,12 @@ def test_zero_signature_dataset_end_to_end(lake: Path) -> None:
     import dagster as dg
 
     from cpvae_assets.definitions import defs
-    from cpvae_assets.orchestration.io_manager import LakeIOManager
     from cpvae_assets.orchestration.partitions import dataset_partitions
-    from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
     from cpvae_assets.storage.sql import query
+    from cpvae_assets_tests.support.dagster_runs import resources as lake_resources
 
     zscored_landing(lake)
-    resources = {"io_manager": LakeIOManager(root=str(lake)), "lake": LakeResource(root=str(lake)),
-                 "lincs_remote": LincsRemoteResource()}
+    resources = lake_resources(lake)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(dataset_partitions.name, [DATASET])
         run = dg.materialize(list(defs.assets), selection=["raw_profiles", "normalised_splits", "moa_groups"],

@@ -84,6 +84,27 @@ def test_stable(curve: list[float], reconstruction: list[float], expected: bool)
     assert stable(curve, reconstruction) is expected
 
 
+PAPER_L1000 = [5.73, 5.77, 5.95, 7.49, 18.26, 110.2, 996.9, 9671.9]  # l1000_consensus, paper budget
+
+
+@pytest.mark.parametrize("losses, stable, expected", [
+    (PAPER_L1000, [True] * 6 + [False] * 2, 1e3),  # 1e4 and 1e5 train stably, but the prior term rules
+    ([2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.7], [True] * 8, 1e7),
+    ([2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.7], [True, True, False] + [True] * 5, 10.0),  # one unstable ends it
+    ([2.0, 4.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.7], [True] * 8, 1.0),  # dominated at once: the smallest
+    ([2.0, 2.1, math.nan, 2.3, 2.4, 2.5, 2.6, 2.7], [True] * 8, 10.0),
+], ids=["paper_l1000", "all_usable", "unstable", "dominated_first", "nan"])
+def test_largest_usable_lambda(losses: list[float], stable: list[bool], expected: float) -> None:
+    from cpvae_assets.models.hyperparameters import LAMBDA_GRID
+    from cpvae_assets.models.tuning import largest_usable_lambda
+
+    rows = [{"lam": lam, "stable": ok, "val_loss": loss}
+            for lam, ok, loss in reversed(list(zip(LAMBDA_GRID, stable, losses)))]  # any order
+    assert largest_usable_lambda(rows) == expected
+    assert [r["prior_dominates"] for r in sorted(rows, key=lambda r: r["lam"])] == [
+        not (loss <= 2 * losses[0]) for loss in losses]
+
+
 def test_hausdorff() -> None:
     from scipy.spatial.distance import cdist
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,3 +180,25 @@ class Daemon:
 
 
 REAL_CP_PLATE = PACKAGE_DATA / "real" / "lincs_cellpainting_plate_SQ00015054.csv.gz"
+
+
+# ---------------------------------------------------------------- the plan of one plate's refresh
+PLAN_DATASET = "lincs_cp_plate"
+WELLS = 120  # a fifth of the real plate: enough to train and split, small enough to keep the tests short
+TIMEOUT = 600
+
+
+def expected(model_types: list[str], dataset: str = PLAN_DATASET) -> set[tuple[str, str]]:
+    """(asset, partition) of every materialisation a refresh of ``dataset`` makes."""
+    from cpvae_assets.defs.jobs import DATASET_ASSETS, MODEL_ASSETS, REPORT_ASSETS
+
+    keys = {(a, dataset) for a in (*DATASET_ASSETS, *REPORT_ASSETS)}
+    return keys | {(a, f"{dataset}|{m}") for a in MODEL_ASSETS for m in model_types}
+
+
+def materialised(daemon: Daemon, keys: set[tuple[str, str]]) -> Counter:
+    return Counter({key: len(daemon.materialisations(*key)) for key in keys})
+
+
+def refreshed(daemon: Daemon, keys: set[tuple[str, str]]) -> bool:
+    return all(materialised(daemon, keys).values()) and daemon.settled()
