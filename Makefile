@@ -41,10 +41,11 @@ demo: install instance
 system-packages:
 	@bash deploy/system-packages.sh
 
-# two workers, a test file each at a time (pytest-xdist): `make test TEST_WORKERS=0` runs in this process
+# two workers, a test file each at a time (pytest-xdist), in collection order (the daemon tests first,
+# cpvae_assets_tests/conftest.py: one on each worker): `make test TEST_WORKERS=0` runs in this process
 TEST_WORKERS ?= 2
 test: install system-packages
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ui: install instance
 	$(BIN)/dg dev --host $(HOST) --port $(PORT)

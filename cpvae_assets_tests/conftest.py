@@ -21,8 +21,9 @@ from cpvae_assets_tests.support.lake_tables import profiles
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The daemon tests first: under pytest-xdist each holds a worker for minutes, and the short tests
-    then fill in around them instead of waiting behind them at the end."""
+    """The daemon tests first: under pytest-xdist (``--no-loadscope-reorder``, Makefile) the first two
+    files go one to each worker, so the two daemon sessions run side by side for minutes while the
+    short tests fill in around them, instead of one worker running both at the end."""
     items.sort(key=lambda item: item.get_closest_marker("daemon") is None)
 
 
