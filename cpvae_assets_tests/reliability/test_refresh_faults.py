@@ -52,7 +52,7 @@ def _retry_of(daemon: Daemon, run_id: str) -> dg.DagsterRun | None:
 
 @pytest.mark.parametrize("daemon", ["beta,pca"], indirect=True)
 def test_a_killed_daemon_and_a_killed_run_worker_are_retried_and_leave_whole_versions(
-        daemon: Daemon, tmp_path: Path) -> None:
+        daemon: Daemon, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """(b) the daemon killed with a run training and another queued, then restarted; (a) the retry's own
     worker killed while the daemon lives. Each broken run is retried, every partition is materialised
     once, and the lake equals a clean run of the same plate with the same seeds."""
@@ -61,6 +61,7 @@ def test_a_killed_daemon_and_a_killed_run_worker_are_retried_and_leave_whole_ver
     clean.drop(DATASET, REAL_CP_PLATE, rows=WELLS)
     reference = subprocess.Popen([str(Path(sys.executable).with_name("cpvae")), "run", DATASET, "--model-types", "beta", "pca"],
                                  env=clean.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    request.addfinalizer(lambda: reference.poll() is None and reference.kill())  # a failed test leaves no run behind
     daemon.start()
     daemon.drop(DATASET, REAL_CP_PLATE, rows=WELLS)
 
