@@ -5,7 +5,6 @@ runs and materialisations with a deadline. Everything started is stopped in ``cl
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -23,7 +22,6 @@ import dagster as dg
 from cpvae_assets.storage.paths import PACKAGE_DATA, project_root
 
 BIN = Path(sys.executable).parent
-PID = re.compile(r"pid:? (\d+)")
 
 
 def free_port() -> int:
@@ -152,12 +150,10 @@ class Daemon:
 
     def run_worker_pid(self, run_id: str) -> int | None:
         """The pid of a run's worker process, from the engine event that announced it."""
+        from cpvae_assets.defs.failures import run_worker_pid
+
         with self.instance() as instance:
-            for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-                match = PID.search(record.message or "")
-                if match and "process" in (record.message or "").lower():
-                    return int(match.group(1))
-        return None
+            return run_worker_pid(instance, run_id)
 
     def failures(self) -> str:
         """Each run that did not succeed: its job, status and the first error of its event log."""
