@@ -23,8 +23,12 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on this project's machines) Python never
+# caches bytecode, so every process compiled TensorFlow's sources again: `import tensorflow` 28 s, 11 s
+# with the .pyc written once here; each Dagster run process pays that import
 $(STAMP): $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	$(BIN)/python -m compileall -q cpvae_assets
 	touch $(STAMP)
 
 install: $(STAMP)

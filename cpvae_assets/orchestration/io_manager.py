@@ -3,7 +3,8 @@
 An asset may return one DataFrame (stored as ``data.parquet``) or a ``LakeTables`` mapping of table
 name to DataFrame (``data`` plus side tables such as the fitted scaler). Side tables are written
 first and ``data`` last; all are written to hidden files before any is renamed into place, so a
-crash leaves the previous version of the partition whole. The SQL catalog is rebuilt after every write.
+crash leaves the previous version of the partition whole. A write that adds a table rebuilds the SQL
+catalog (views over globs see new partitions by themselves).
 
 Every file carries its provenance (code version, the sha256 of each input it was computed from, the
 op's config with its seeds) and nothing run-specific, so the same inputs give byte-identical files;

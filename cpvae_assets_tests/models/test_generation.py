@@ -63,3 +63,18 @@ def test_generation_qc(trained, data: Data) -> None:
     assert np.isfinite(qc.coords[["umap_1", "umap_2"]].to_numpy()).all()
     with pytest.raises(ValueError, match="too few"):
         generation_qc(trained("beta").model, data.test[:4], ids[:4], seed=0)
+
+
+def test_umap_compiled_code_is_cached_on_disk(trained, data: Data) -> None:
+    """Each Dagster run is a new process: without numba's disk cache it compiled UMAP again (27 s)."""
+    from numba.core.caching import FunctionCache
+
+    from cpvae_assets.models.generation import cached_umap, generation_qc
+
+    generation_qc(trained("beta").model, data.test, [f"t{i}" for i in range(len(data.test))], seed=0)
+    layouts = cached_umap().layouts
+    epoch = layouts._nb_optimize_layout_euclidean_single_epoch  # the numba function of every layout epoch
+    assert isinstance(epoch._cache, FunctionCache)
+    index = Path(epoch._cache._cache_path)
+    assert any(p.name.startswith("layouts._optimize_layout_euclidean_single_epoch") and p.suffix == ".nbi"
+               for p in index.iterdir())

@@ -75,3 +75,28 @@ def test_query_builds_a_missing_catalog(lake: Path) -> None:
     assert not catalog_path(lake).exists()
     assert query(lake, "SELECT sum(v) AS s FROM things")["s"].item() == 6
     assert catalog_path(lake).exists()
+
+
+def test_rebuild_is_skipped_while_the_views_are_current(populated: Path) -> None:
+    """A write that adds no table leaves the catalog file alone; a new table, a moved lake or force
+    build it again."""
+    lake = populated
+    path = rebuild_catalog(lake)
+    built = path.stat().st_ino
+    write_table(profiles(2, ["f9"]), table_file(partition_dir(lake, "raw_profiles", "z")))  # a partition
+    assert rebuild_catalog(lake) == path and path.stat().st_ino == built
+    assert query(lake, "SELECT count(*) AS n FROM raw_profiles WHERE dataset = 'z'")["n"].item() == 2
+    assert rebuild_catalog(lake, force=True) == path and path.stat().st_ino != built
+    built = path.stat().st_ino
+    write_table(pd.DataFrame({"k": [1]}), table_file(partition_dir(lake, "bar", "a")))  # a table
+    rebuild_catalog(lake)
+    assert path.stat().st_ino != built and query(lake, "SELECT k FROM bar")["k"].tolist() == [1]
+
+    moved = lake.with_name(lake.name + "_moved")
+    lake.rename(moved)  # views over the old path's globs would read nothing
+    rebuild_catalog(moved)
+    assert query(moved, "SELECT count(*) AS n FROM bar")["n"].item() == 1
+
+    catalog_path(moved).write_bytes(b"not a duckdb file")
+    rebuild_catalog(moved)
+    assert query(moved, "SELECT k FROM bar")["k"].tolist() == [1]
