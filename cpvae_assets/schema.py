@@ -25,6 +25,9 @@ DEFAULT_CLIP_QUANTILES = (0.005, 0.995)
 # tuning and training budgets of the jobs (defs/jobs.py): a demo in minutes, the paper's method
 Preset = Literal["demo", "paper"]
 PRESETS: tuple[str, ...] = get_args(Preset)
+# operands of the stacked trainer's matrix products (bench/bf16_results.py compares the two)
+MatmulDtype = Literal["float32", "bfloat16"]
+MATMUL_DTYPES: tuple[str, ...] = get_args(MatmulDtype)
 
 # the negative control (vehicle); the MOA group of every control profile
 CONTROL_LABEL = "DMSO"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from cpvae_assets.storage.paths import DATA_FILE, partition_dir, table_file
 from cpvae_assets.storage.tables import write_table
 from cpvae_assets_tests.support.file_server import PAYLOAD, FileServer, handler_for
 from cpvae_assets_tests.support.lake_tables import profiles
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every Dagster run calls ``logging.config.dictConfig``, which closes every logging handler of the
+    process. absl's (TensorFlow's) handler writes to the ``sys.stderr`` of the moment absl was imported:
+    inside a test, pytest's capture stream, which it then closed, so a later test with ``capsys`` that
+    materialises failed with "I/O operation on closed file". absl never closes the real stderr."""
+    import absl.logging
+
+    absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

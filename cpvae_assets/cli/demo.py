@@ -149,5 +149,6 @@ def run_datasets(args: argparse.Namespace) -> int:
     if absent:
         raise FileNotFoundError(f"no landing folder for {', '.join(absent)} under {lake / 'landing'}: "
                                 "put the profile files there first")
-    runs = plan(list(args.datasets), args.preset, tuple(args.model_types), leave_out=False)
-    return 1 if execute(runs, lake, f"run --preset {args.preset}", args.verbose) else 0
+    runs = plan(list(args.datasets), args.preset, tuple(args.model_types), leave_out=False, matmul_dtype=args.matmul_dtype)
+    dtype = f" --matmul-dtype {args.matmul_dtype}" if args.matmul_dtype != "float32" else ""
+    return 1 if execute(runs, lake, f"run --preset {args.preset}{dtype}", args.verbose) else 0

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from cpvae_assets.schema import MODEL_TYPES, PRESETS
+from cpvae_assets.schema import MATMUL_DTYPES, MODEL_TYPES, PRESETS
 from cpvae_assets.storage.paths import lake_root
 
 
@@ -116,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("datasets", nargs="+")
     run.add_argument("--preset", default="demo", choices=PRESETS, help="tuning and training budget (defs/jobs.py)")
     run.add_argument("--model-types", nargs="+", default=list(MODEL_TYPES), choices=MODEL_TYPES)
+    run.add_argument("--matmul-dtype", default="float32", choices=MATMUL_DTYPES,
+                     help="operands of the training's matrix products (bfloat16: faster on CPUs with bf16 units)")
     run.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event as well")
     run.set_defaults(func=cmd_run)
     sql = sub.add_parser("sql", help="run a read-only SQL query over the lake's catalog")

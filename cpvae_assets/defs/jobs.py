@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from cpvae_assets.orchestration.tags import TRAINS_TAG
-from cpvae_assets.schema import MODEL_TYPES, PRESETS, Preset
+from cpvae_assets.schema import MATMUL_DTYPES, MODEL_TYPES, PRESETS, MatmulDtype, Preset
 
 # per dataset, before any model; per dataset x model type; per dataset, after every model type;
 # across datasets, at the end. Every partitioned asset but the on-demand leave_moa_out is in one.
@@ -82,17 +82,27 @@ class PlannedRun:
     label: str
 
 
-def plan(datasets: list[str], preset: Preset = "demo", model_types: tuple[str, ...] = MODEL_TYPES,
-         leave_out: bool = True) -> list[PlannedRun]:
-    """Every run, in order, that materialises ``datasets`` at ``preset``."""
+def model_config(preset: Preset, matmul_dtype: MatmulDtype = "float32") -> dict[str, dict]:
+    """The op config of the model assets at ``preset``; a non-default ``matmul_dtype`` for tuning and training."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    if matmul_dtype not in MATMUL_DTYPES:
+        raise ValueError(f"unknown matmul dtype {matmul_dtype!r}; expected one of {', '.join(MATMUL_DTYPES)}")
+    if matmul_dtype == "float32":  # the default: the stored config (and so the files) stay as they were
+        return MODEL_CONFIG[preset]
+    return {op: {"config": {**value["config"], "matmul_dtype": matmul_dtype}} for op, value in MODEL_CONFIG[preset].items()}
+
+
+def plan(datasets: list[str], preset: Preset = "demo", model_types: tuple[str, ...] = MODEL_TYPES,
+         leave_out: bool = True, matmul_dtype: MatmulDtype = "float32") -> list[PlannedRun]:
+    """Every run, in order, that materialises ``datasets`` at ``preset``."""
+    ops = model_config(preset, matmul_dtype)
     runs = []
     for dataset in datasets:
         runs.append(PlannedRun(dataset_inputs.name, dataset, {}, f"{dataset} inputs"))
         for model_type in model_types:
             key = dg.MultiPartitionKey({"dataset": dataset, "model_type": model_type})
-            runs.append(PlannedRun(model_jobs[preset].name, key, MODEL_CONFIG[preset], f"{dataset} {model_type}"))
+            runs.append(PlannedRun(model_jobs[preset].name, key, ops, f"{dataset} {model_type}"))
         runs.append(PlannedRun(dataset_report.name, dataset, {}, f"{dataset} report"))
     if leave_out and LEAVE_OUT_PARTITION["dataset"] in datasets and LEAVE_OUT_PARTITION["model_type"] in model_types:
         key = dg.MultiPartitionKey(LEAVE_OUT_PARTITION)

@@ -26,7 +26,7 @@ from cpvae_assets.models.tuning import tune
 from cpvae_assets.orchestration.io_manager import LakeTables
 from cpvae_assets.orchestration.partitions import dataset_and_model, dataset_model_partitions
 from cpvae_assets.report.export import to_anndata
-from cpvae_assets.schema import feature_columns
+from cpvae_assets.schema import MatmulDtype, feature_columns
 from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.tables import atomic_path
 
@@ -38,6 +38,9 @@ class TuningConfig(dg.Config):
     seed: int = 0
     beta_grid: list[float] = list(BETA_GRID)
     lambda_grid: list[float] = list(LAMBDA_GRID)
+    matmul_dtype: MatmulDtype = "float32"
+    """Operands of every matrix product in tuning: ``bfloat16`` is faster only on CPUs with bf16 units
+    (bench/results.md has its effect on the results)."""
 
 
 class TrainingConfig(dg.Config):
@@ -47,6 +50,8 @@ class TrainingConfig(dg.Config):
     is the partition's model, every real seed is kept under ``seeds/`` for the spread of LSA distances."""
     epochs: int = 50
     patience: int = 10
+    matmul_dtype: MatmulDtype = "float32"
+    """Operands of every matrix product in training (recorded in ``trained_models``)."""
 
 
 class EmbeddingConfig(dg.Config):
@@ -77,17 +82,19 @@ def tuned_hyperparameters(context: dg.AssetExecutionContext, config: TuningConfi
                           normalised_splits: pd.DataFrame) -> pd.DataFrame:
     """Every tuning trial as a row; the ``chosen`` row holds the hyperparameters ``trained_models`` uses."""
     dataset, model_type = dataset_and_model(context)
-    defaults = _defaults(context, lake, dataset, model_type, normalised_splits)
+    defaults = _defaults(context, lake, dataset, model_type, normalised_splits).replace(matmul_dtype=config.matmul_dtype)
     result = tune(_split(normalised_splits, "train"), _split(normalised_splits, "validation"), model_type, defaults,
                   config.trials, config.seed, config.epochs_per_trial, tuple(config.beta_grid), tuple(config.lambda_grid))
     trials = result.trials.assign(source=result.source, hidden_dim=result.chosen.hidden_dim)
     context.add_output_metadata({"source": result.source, "trials": len(trials), "seed": config.seed,
+                                 "matmul_dtype": config.matmul_dtype,
                                  "chosen": json.dumps(recorded(result.chosen, model_type))})
     return trials
 
 
 def chosen_hyperparameters(trials: pd.DataFrame, training: TrainingConfig) -> Hyperparameters:
-    return from_trial(trials.loc[trials["chosen"]].iloc[0].to_dict(), training.epochs, training.patience)
+    return from_trial(trials.loc[trials["chosen"]].iloc[0].to_dict(), training.epochs, training.patience,
+                      training.matmul_dtype)
 
 
 @dg.multi_asset(

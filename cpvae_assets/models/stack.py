@@ -17,10 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from cpvae_assets.schema import MATMUL_DTYPES
+
 BN_EPSILON = 1e-3  # keras.layers.BatchNormalization defaults
 BN_MOMENTUM = 0.99  # only for the exported layer; statistics are set exactly (``Stack.calibrate``)
 LEAKY_SLOPE = 0.3  # keras.layers.LeakyReLU default
-MATMUL_DTYPES = ("float32", "bfloat16")
 CALIBRATION_ROWS = 4096  # batch-norm statistics: all rows of a small dataset, a fixed sample of a large one (standard error of the mean ~ sd / 64)
 
 

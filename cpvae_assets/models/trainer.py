@@ -20,13 +20,13 @@ import tensorflow as tf
 from cpvae_assets.models.adam import FusedAdam
 from cpvae_assets.models.stack import (
     CALIBRATION_ROWS,
-    MATMUL_DTYPES,
     Stack,
     epoch_noise,
     input_moments,
     losses,
     reciprocal,
 )
+from cpvae_assets.schema import MATMUL_DTYPES
 
 
 class TrainingDiverged(RuntimeError):

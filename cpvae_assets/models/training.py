@@ -79,7 +79,7 @@ def train_model(
     members += [StackMember(f"shuffled:{seed + i}", kl_w, mmd_w, shuffled_train, shuffled_val, seed + i)
                 for i in range(n_seeds)]
     result = train_stack(members, hp.latent_dim, hp.hidden_dim, hp.learning_rate, hp.batch_size,
-                         hp.encoder_batch_norm, hp.epochs, hp.patience, on_epoch)
+                         hp.encoder_batch_norm, hp.epochs, hp.patience, on_epoch, matmul_dtype=hp.matmul_dtype)
     real = [i for i, m in enumerate(members) if m.name.startswith("real")]
     chosen = min(real, key=lambda i: result.best_val_loss[i])
     last = {row["model"]: row for row in result.history}

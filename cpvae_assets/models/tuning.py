@@ -45,7 +45,8 @@ def _grid_stack(train, val, hp: Hyperparameters, weights: list[tuple[float, floa
 
     members = [StackMember(f"grid:{i}", kl, mmd, train, val, seed) for i, (kl, mmd) in enumerate(weights)]
     return train_stack(members, hp.latent_dim, hp.hidden_dim, hp.learning_rate, hp.batch_size,
-                       hp.encoder_batch_norm, epochs, patience=epochs, raise_on_divergence=False)
+                       hp.encoder_batch_norm, epochs, patience=epochs, raise_on_divergence=False,
+                       matmul_dtype=hp.matmul_dtype)
 
 
 def choose_beta(train: np.ndarray, val: np.ndarray, hp: Hyperparameters, grid=BETA_GRID, seed: int = 0,
@@ -141,7 +142,8 @@ def bayesian_search(train: np.ndarray, val: np.ndarray, objective: str, hp: Hype
         started = time.perf_counter()
         result = train_stack([StackMember("trial", kl_w, mmd_w, train, val, seed)], candidate.latent_dim,
                              candidate.hidden_dim, candidate.learning_rate, candidate.batch_size,
-                             candidate.encoder_batch_norm, epochs, candidate.patience, raise_on_divergence=False)
+                             candidate.encoder_batch_norm, epochs, candidate.patience, raise_on_divergence=False,
+                             matmul_dtype=candidate.matmul_dtype)
         return {"stage": stage, "trial": number, **_probe_columns(candidate), "val_loss": result.best_val_loss[0],
                 "epochs_run": result.epochs_run, "seconds": time.perf_counter() - started}
 

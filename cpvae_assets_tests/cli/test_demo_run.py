@@ -46,6 +46,22 @@ def test_plan_order_and_config() -> None:
         plan(["x"], "huge")  # type: ignore[arg-type]
 
 
+def test_plan_with_bfloat16_matmuls() -> None:
+    """``cpvae run --matmul-dtype bfloat16``: tuning and training of every model run, a config the job accepts."""
+    runs = [r for r in plan(["x"], "demo", matmul_dtype="bfloat16") if r.job == "models_demo"]
+    assert len(runs) == len(MODEL_TYPES)
+    for run in runs:
+        assert {op: c["config"]["matmul_dtype"] for op, c in run.ops.items()} == {
+            "tuned_hyperparameters": "bfloat16", "trained_models": "bfloat16"}
+        assert dg.validate_run_config(defs.resolve_job_def("models_demo"), {"ops": run.ops})
+    assert "matmul_dtype" not in str(plan(["x"], "demo")[1].ops)  # float32: the stored config as before
+    with pytest.raises(ValueError, match="unknown matmul dtype 'float16'"):
+        plan(["x"], "demo", matmul_dtype="float16")  # type: ignore[arg-type]
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(defs.resolve_job_def("models_demo"),
+                               {"ops": {"trained_models": {"config": {"matmul_dtype": "float16"}}}})
+
+
 def test_execute_shows_progress_not_events(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The real L1000 plate through every asset with PCA: a short console, a full log, runs in the UI."""
     landing = lake / "landing" / "l1000_ljp005"

@@ -4,6 +4,7 @@ and the cross-dataset summary, and byte-identical embeddings and LSA tables on a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,11 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         results = {}
         for model_type in ("beta", "pca"):
             key = dg.MultiPartitionKey({"dataset": dataset, "model_type": model_type})
+            # the beta-VAE trains with the opt-in bfloat16 matmul operands: the same assets, the dtype recorded
+            config = FAST if model_type == "pca" else {"ops": {**FAST["ops"], "trained_models": {"config": {
+                **FAST["ops"]["trained_models"]["config"], "matmul_dtype": "bfloat16"}}}}
             result = dg.materialize(list(defs.assets), selection=MODEL_ASSETS, partition_key=key, instance=instance,
-                                    resources=resources, run_config=FAST, raise_on_error=False)
+                                    resources=resources, run_config=config, raise_on_error=False)
             assert result.success, failure_text(result)
             checks = result.get_asset_check_evaluations()
             assert {e.check_name for e in checks} == {"real_beats_shuffled", "finite_losses", "one_row_per_profile"}
@@ -74,6 +78,9 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         assert "data:image/png;base64" in materialised["training_curves"].metadata["curves"].value
         trained_meta = materialised["trained_models"].metadata
         assert trained_meta["val_loss_real"].value < trained_meta["val_loss_shuffled"].value
+        assert json.loads(trained_meta["hyperparameters"].value)["matmul_dtype"] == "bfloat16"
+        dtypes = query(lake, "SELECT DISTINCT model_type, matmul_dtype FROM trained_models ORDER BY ALL")
+        assert dtypes.values.tolist() == [["beta", "bfloat16"], ["pca", None]]  # PCA multiplies no network
 
         # a retraining that diverges fails the run and leaves the stored model and its summary alone
         partition = models / "model_type=beta"
