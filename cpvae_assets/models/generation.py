@@ -20,7 +20,8 @@ def cached_umap():
     """``umap`` with numba's on-disk cache on for its compiled functions. umap-learn marks one of them
     ``cache=True``, so every process (each Dagster run) compiled the rest again: 27 s for the first fit
     and transform on this machine, 0.9 s once the cache (beside umap's sources, keyed by CPU) exists.
-    The cached code is the same, so are the embeddings."""
+    The cached code is the same, so are the embeddings. Where numba finds no writable cache folder
+    (a read-only image without ``NUMBA_CACHE_DIR``) it compiles as before."""
     import umap
     from numba.core.dispatcher import Dispatcher
 
@@ -28,7 +29,10 @@ def cached_umap():
         if name.partition(".")[0] in ("umap", "pynndescent"):
             for value in list(vars(module).values()):
                 if isinstance(value, Dispatcher):
-                    value.enable_caching()
+                    try:
+                        value.enable_caching()
+                    except RuntimeError:  # "cannot cache function ...: no locator available"
+                        return umap
     return umap
 
 

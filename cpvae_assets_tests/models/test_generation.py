@@ -78,3 +78,15 @@ def test_umap_compiled_code_is_cached_on_disk(trained, data: Data) -> None:
     index = Path(epoch._cache._cache_path)
     assert any(p.name.startswith("layouts._optimize_layout_euclidean_single_epoch") and p.suffix == ".nbi"
                for p in index.iterdir())
+
+
+def test_umap_without_a_writable_cache_folder_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    from numba.core.dispatcher import Dispatcher
+
+    from cpvae_assets.models.generation import cached_umap
+
+    def no_locator(self) -> None:
+        raise RuntimeError("cannot cache function 'f': no locator available for file '/ro/umap/layouts.py'")
+
+    monkeypatch.setattr(Dispatcher, "enable_caching", no_locator)
+    assert hasattr(cached_umap.__wrapped__(), "UMAP")
