@@ -25,14 +25,13 @@ def cached_umap():
     import umap
     from numba.core.dispatcher import Dispatcher
 
-    for name, module in list(sys.modules.items()):
-        if name.partition(".")[0] in ("umap", "pynndescent"):
-            for value in list(vars(module).values()):
-                if isinstance(value, Dispatcher):
-                    try:
-                        value.enable_caching()
-                    except RuntimeError:  # "cannot cache function ...: no locator available"
-                        return umap
+    dispatchers = [value for name, module in list(sys.modules.items()) if name.partition(".")[0] in ("umap", "pynndescent")
+                   for value in list(vars(module).values()) if isinstance(value, Dispatcher)]
+    try:
+        for dispatcher in dispatchers:
+            dispatcher.enable_caching()
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        pass
     return umap
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from cpvae_assets.schema import Objective
+from cpvae_assets.schema import MatmulDtype, Objective
 
 Preset = Literal["cp5", "cp4", "l1000"]
 
@@ -39,7 +39,7 @@ class Hyperparameters:
     hidden_dim: int
     epochs: int = 50
     patience: int = 10
-    matmul_dtype: str = "float32"  # a MatmulDtype: bfloat16 operands train faster where the CPU has bf16 units
+    matmul_dtype: MatmulDtype = "float32"  # bfloat16 operands train faster where the CPU has bf16 units
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -101,7 +101,7 @@ def recorded(hp: Hyperparameters, model_type: str) -> dict[str, object]:
     return {name: None if name in NOT_USED[model_type] else value for name, value in hp.as_dict().items()}
 
 
-def from_trial(row: dict, epochs: int, patience: int, matmul_dtype: str = "float32") -> Hyperparameters:
+def from_trial(row: dict, epochs: int, patience: int, matmul_dtype: MatmulDtype = "float32") -> Hyperparameters:
     """The hyperparameters of one stored tuning trial (a row of ``tuned_hyperparameters``); a value left
     empty because the model type does not use it becomes 0 (it changes nothing)."""
 

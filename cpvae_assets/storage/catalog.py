@@ -31,9 +31,13 @@ def discover_tables(lake: Path) -> dict[str, str]:
     return views
 
 
+def sql_string(text: str) -> str:
+    """``text`` as a quoted SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def view_sql(glob: str) -> str:
-    escaped = glob.replace("'", "''")
-    return f"SELECT * FROM read_parquet('{escaped}', hive_partitioning = true, union_by_name = true)"
+    return f"SELECT * FROM read_parquet({sql_string(glob)}, hive_partitioning = true, union_by_name = true)"
 
 
 def catalog_is_current(target: Path, views: dict[str, str]) -> bool:
@@ -47,8 +51,7 @@ def catalog_is_current(target: Path, views: dict[str, str]) -> bool:
     try:
         con = duckdb.connect(":memory:")  # not connect(target): that reuses a connection this process holds
         try:
-            escaped = str(target).replace("'", "''")
-            con.execute(f"ATTACH '{escaped}' AS catalog (READ_ONLY)")
+            con.execute(f"ATTACH {sql_string(str(target))} AS catalog (READ_ONLY)")
             stored = dict(con.execute("SELECT view_name, sql FROM duckdb_views() "
                                       "WHERE database_name = 'catalog' AND NOT internal").fetchall())
         finally:
@@ -56,7 +59,7 @@ def catalog_is_current(target: Path, views: dict[str, str]) -> bool:
     except duckdb.Error:  # unreadable: build it again
         return False
     return stored.keys() == views.keys() and all(
-        f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}'" in stored[view] for view, glob in views.items())
+        f"read_parquet({sql_string(glob)}" in stored[view] for view, glob in views.items())
 
 
 def rebuild_catalog(lake: Path, force: bool = False) -> Path | None:
