@@ -5,7 +5,10 @@ Prints (it is not a test) seconds per epoch and profiles per second, on this mac
 process, for two shapes of the paper (Cell Painting level 5 and L1000) on synthetic data:
 
   (a) keras   a subclassed ``keras.Model`` with a sampling layer and a custom ``train_step`` (the
-              paper's way), trained with ``model.fit`` -- the reference, defined in this file;
+              paper's way), trained with ``model.fit`` -- the reference, defined in this file; run
+              with this project's TensorFlow threads (``cpvae_assets.models``: one thread per op)
+      kerastf the same, in a child process with TensorFlow's default threads (each op on all
+              cores), as plain Keras runs; the faster of the two is the reference;
   (b) K=1     ``cpvae_assets.models.trainer.train_stack`` with one member;
   (c) K=2/4/6 ``train_stack`` with real + column-shuffled pairs, as ``train_model`` builds them
               (n_seeds = 1, 2 (the default), 3).
@@ -16,17 +19,21 @@ the end-of-epoch stamps of epochs i-1 and i (both loops include their validation
 Throughput counts models x training rows x timed epochs / timed seconds.
 
 Usage:  .venv/bin/python bench/train_throughput.py [--quick] [--epochs N] [--shapes cp5,l1000]
-                                                   [--configs keras,k1,k2,k4,k6] [--no-append]
+                                                   [--configs keras,kerastf,k1,k2,k4,k6] [--no-append]
 See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +45,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
+from cpvae_assets.models import tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
 from cpvae_assets.models.stack import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE  # noqa: E402
 from cpvae_assets.models.trainer import StackMember, train_stack  # noqa: E402
 from cpvae_assets.models.training import column_shuffled  # noqa: E402
@@ -72,8 +80,10 @@ SHAPES = {
     "l1000": Shape("l1000", "L1000", 118_050, 978, 512, 65, 500, 40.0, 1e-3, 2, 8_000),
 }
 # config key -> number of stacked models (None: the Keras reference); "...bf16": matmul_dtype="bfloat16"
-CONFIGS = {"keras": None, "k1": 1, "k2": 2, "k4": 4, "k6": 6, "k1bf16": 1, "k4bf16": 4}
-DEFAULT_CONFIGS = "keras,k1,k2,k4,k6,k1bf16,k4bf16,keras"  # the reference first and last (drift)
+CONFIGS = {"keras": None, "kerastf": None, "k1": 1, "k2": 2, "k4": 4, "k6": 6, "k1bf16": 1, "k4bf16": 4}
+DEFAULT_CONFIGS = "keras,kerastf,k1,k2,k4,k6,k1bf16,k4bf16,kerastf,keras"  # the references first and last (drift)
+KERAS_CONFIGS = ("keras", "kerastf")
+TENSORFLOW_DEFAULT_THREADS = {"TF_NUM_INTEROP_THREADS": "0", "TF_NUM_INTRAOP_THREADS": "0"}  # 0: TensorFlow decides
 
 
 def training_flops(shape: Shape) -> float:
@@ -287,6 +297,25 @@ def run_stack(shape: Shape, train: np.ndarray, val: np.ndarray, k: int, epochs: 
     return clock, ("matmuls in bfloat16 (opt-in) " + note).strip() if matmul_dtype != "float32" else note, float(np.mean(last))
 
 
+def measure_in_child(shape: Shape, config: str, rows: int, timed_epochs: int, seed: int, keras_deterministic: bool) -> Row:
+    """TensorFlow fixes its thread pools when its runtime starts: another setting needs another process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        cmd = [sys.executable, __file__, "--child", f"{shape.key}:keras:{rows}:{timed_epochs}:{seed}:{int(keras_deterministic)}:{out}"]
+        subprocess.run(cmd, check=True, env={**os.environ, **TENSORFLOW_DEFAULT_THREADS})
+        fields = json.loads(out.read_text())
+    return Row(**{**fields, "shape": shape, "config": config})
+
+
+def _child(spec: str) -> int:
+    key, config, rows, timed, seed, deterministic, out = spec.split(":", 6)
+    shape = SHAPES[key]
+    train, val = synthetic(shape, int(rows), int(seed))
+    row = measure(shape, config, train, val, int(timed), int(seed), bool(int(deterministic)))
+    Path(out).write_text(json.dumps({f.name: getattr(row, f.name) for f in dataclasses.fields(row) if f.name != "shape"}))
+    return 0
+
+
 def measure(shape: Shape, config: str, train: np.ndarray, val: np.ndarray, timed_epochs: int, seed: int,
             keras_deterministic: bool) -> Row:
     keras.backend.clear_session()
@@ -333,19 +362,28 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def references(rows: list[Row]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per shape, the mean over the runs of the faster Keras configuration (first and last of the run,
+    so drift shows): the project's threads or TensorFlow's defaults, whichever suits plain Keras."""
+    ref, ref_cpu = {}, {}
+    for key in {r.shape.key for r in rows if r.config in KERAS_CONFIGS}:
+        by_config = {c: [r for r in rows if r.config == c and r.shape.key == key] for c in KERAS_CONFIGS}
+        best = max((runs for runs in by_config.values() if runs), key=lambda runs: statistics.mean(r.profiles_per_second for r in runs))
+        ref[key] = statistics.mean(r.profiles_per_second for r in best)
+        ref_cpu[key] = statistics.mean(r.profiles_per_cpu_second for r in best)
+    return ref, ref_cpu
+
+
 def table(rows: list[Row], peak_gflops: float) -> str:
     head = ("| shape | config | K | train rows | batch | timed epochs | s/epoch (mean) | s/epoch (min-max) "
             "| model-profiles/s | speed-up vs (a) | matmul GFLOP/s | % of matmul peak | per CPU-s | speed-up per CPU-s "
             "| warm-up epoch s | CPU cores used | other procs' cores | RSS before MB | config peak RSS MB | val loss "
             "| op determinism | note |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    # the reference: the mean of the Keras runs of the shape (first and last of the run: drift shows)
-    ref = {key: statistics.mean(r.profiles_per_second for r in rows if r.config == "keras" and r.shape.key == key)
-           for key in {r.shape.key for r in rows if r.config == "keras"}}
-    ref_cpu = {key: statistics.mean(r.profiles_per_cpu_second for r in rows if r.config == "keras" and r.shape.key == key)
-               for key in ref}
+    ref, ref_cpu = references(rows)
     for r in rows:
-        label = "(a) keras fit" if r.config == "keras" else f"{'(b)' if r.k == 1 else '(c)'} train_stack"
+        label = {"keras": "(a) keras fit", "kerastf": "(a) keras fit, TF threads"}.get(
+            r.config, f"{'(b)' if r.k == 1 else '(c)'} train_stack")
         speed = f"{r.profiles_per_second / ref[r.shape.key]:.2f}x" if r.shape.key in ref else "n/a"
         speed_cpu = f"{r.profiles_per_cpu_second / ref_cpu[r.shape.key]:.2f}x" if r.shape.key in ref_cpu else "n/a"
         gflops = r.profiles_per_second * training_flops(r.shape) / 1e9
@@ -374,7 +412,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the Keras reference with TF op determinism on, as train_stack runs (default: off)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"Markdown file to update (default {RESULTS})")
     parser.add_argument("--no-append", action="store_true", help="print only, do not write the results file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one Keras measurement, for measure_in_child
     args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child)
 
     shapes = [SHAPES[s.strip()] for s in args.shapes.split(",") if s.strip()]
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -385,9 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epochs must be at least 1")
 
     run = _common.Run(_common.command_line("train_throughput.py"))
+    threads = tensorflow_threads()
     run.extra.append(f"tensorflow {tf.__version__}, keras {keras.__version__}, TF threads intra/inter "
-                     f"{tf.config.threading.get_intra_op_parallelism_threads()}/"
-                     f"{tf.config.threading.get_inter_op_parallelism_threads()} (0 = all cores)")
+                     f"{threads['intra_op']}/{threads['inter_op']} (kerastf: 0/0, TensorFlow's default: all cores)")
     print(run.header(finished=False), flush=True)
     peaks = [_common.matmul_peak_gflops()]
     print(f"numpy float32 matmul peak: {peaks[0]:.0f} GFLOP/s", flush=True)
@@ -402,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
               f"lr {shape.learning_rate}, 1 warm-up + {timed} timed epochs, "
               f"{training_flops(shape) / 1e6:.2f} MFLOP per profile per training step", flush=True)
         for config in configs:
-            row = measure(shape, config, train, val, timed, args.seed, args.keras_deterministic)
+            row = (measure_in_child(shape, config, n, timed, args.seed, args.keras_deterministic) if config == "kerastf"
+                   else measure(shape, config, train, val, timed, args.seed, args.keras_deterministic))
             rows.append(row)
             print(f"  {config:>6}: {statistics.mean(row.epoch_seconds):7.2f} s/epoch "
                   f"({', '.join(f'{s:.2f}' for s in row.epoch_seconds)}), {row.profiles_per_second:10,.0f} model-profiles/s, "
@@ -422,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
               f"matmul GFLOP/s = model-profiles/s x training-step matmul MFLOP per profile ({flops}: forward, weight "
               f"gradients, input gradients but the first layer's; element-wise work, validation and batch-norm calibration "
               f"not counted, so the true fraction is a little higher). Epoch 1 (warm-up) excluded; model-profiles/s = K x "
-              f"train rows x timed epochs / timed seconds; speed-up = that / the mean of the Keras reference runs at the same "
-              f"shape; per CPU-s = model-profiles/s / CPU cores used; 'other procs' cores' = machine-wide busy CPU minus this "
+              f"train rows x timed epochs / timed seconds; speed-up = that / the mean of the runs of the faster Keras "
+              f"configuration at the same shape (keras: this project's threads; kerastf: TensorFlow's default threads); per CPU-s = model-profiles/s / CPU cores used; 'other procs' cores' = machine-wide busy CPU minus this "
               f"process during the timed epochs (> ~0.2: contended, numbers noisy). val loss: mean over the K members after "
               f"the last epoch (bf16 rows: compare with the float32 row of the same K, same seeds and data).")
     body = run.header() + "\n\n" + report + "\n\n" + footer + "\n"

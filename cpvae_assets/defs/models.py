@@ -118,6 +118,7 @@ def chosen_hyperparameters(trials: pd.DataFrame, training: TrainingConfig) -> Hy
 )
 def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, lake: dg.ResourceParam[Lake],
                    normalised_splits: pd.DataFrame, tuned_hyperparameters: pd.DataFrame):
+    from cpvae_assets.models import tensorflow_threads
     from cpvae_assets.models.training import train_model
 
     dataset, model_type = dataset_and_model(context)
@@ -144,7 +145,7 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, la
     yield dg.Output(summary, output_name="trained_models", metadata={
         "model_files": dg.MetadataValue.path(str(folder)), "seed": config.seed, "epochs_run": int(summary["epochs_run"].max()),
         "val_loss_real": float(real), "val_loss_shuffled": float(shuffled), "seconds": round(run.seconds, 2),
-        "hyperparameters": json.dumps(used)})
+        "hyperparameters": json.dumps(used), "tensorflow_threads": json.dumps(tensorflow_threads())})
     # PCA is fitted in one step: a curve of one point would show nothing
     curves = (plots.markdown_image(plots.training_curves_figure(run.curves, f"{dataset} / {model_type}"), "training curves")
               if model_type != "pca" else "PCA is fitted in one step: no training curve (see explained_variance)")

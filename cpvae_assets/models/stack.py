@@ -1,5 +1,6 @@
-"""The VAE family's maths for K models at once: weights on a leading axis, so K small matmuls become
-one batched matmul (a 2-core CPU runs a single small VAE far below its matmul peak).
+"""The VAE family's maths for K models at once, weights on a leading axis. The trainer keeps one
+``Stack`` of 1 per model (K independent chains run side by side; a batched matmul of K models measured
+2x slower on 2 cores), and a ``Stack`` of K holds the K models' weights where they are stacked.
 
 Loss per sample, averaged over the batch (the paper's scale, e.g. CP5 total ~2.4): reconstruction
 is the squared error *summed over features*; plus kl_weight x KL(q(z|x) || N(0, I)); plus

@@ -79,6 +79,8 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         trained_meta = materialised["trained_models"].metadata
         assert trained_meta["val_loss_real"].value < trained_meta["val_loss_shuffled"].value
         assert json.loads(trained_meta["hyperparameters"].value)["matmul_dtype"] == "bfloat16"
+        threads = json.loads(trained_meta["tensorflow_threads"].value)  # how the run's TensorFlow threaded
+        assert threads["inter_op"] >= 1 and threads["intra_op"] >= 1
         dtypes = query(lake, "SELECT DISTINCT model_type, matmul_dtype FROM trained_models ORDER BY ALL")
         assert dtypes.values.tolist() == [["beta", "bfloat16"], ["pca", None]]  # PCA multiplies no network
 
