@@ -47,7 +47,7 @@ from keras import ops  # noqa: E402
 
 from cpvae_assets.models import tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
 from cpvae_assets.models.stack import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE  # noqa: E402
-from cpvae_assets.models.trainer import StackMember, train_stack  # noqa: E402
+from cpvae_assets.models.trainer import StackMember, train_stack, use_chains  # noqa: E402
 from cpvae_assets.models.training import column_shuffled  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
@@ -294,6 +294,7 @@ def run_stack(shape: Shape, train: np.ndarray, val: np.ndarray, k: int, epochs: 
                          on_epoch=lambda epoch, rows: clock.stamp(), matmul_dtype=matmul_dtype)
     last = [row["val_loss"] for row in result.history if row["epoch"] == result.epochs_run]
     note = f"stopped after {result.epochs_run} epochs" if result.epochs_run != epochs else "; ".join(result.notes)
+    note = ("one chain per model " if use_chains(k, len(train), epochs) else "batched " if k > 1 else "") + note
     return clock, ("matmuls in bfloat16 (opt-in) " + note).strip() if matmul_dtype != "float32" else note, float(np.mean(last))
 
 

@@ -83,9 +83,17 @@ class Signature:
     batch_norm: bool
     use_mmd: bool
     matmul_dtype: str = "float32"
+    chains: bool = False  # one chain of ops per model (``Trainer``), else one batched chain of K
 
 
 EVAL_CHUNK_ROWS = 2048
+# K chains trace in ~K times the ops: 2-3 s more than one batched chain at K = 4 on 2 cores, while an
+# epoch of CP5 (9,331 rows) runs 1.1 s instead of 2.4 s. Chains pay from ~100,000 model x row x epochs.
+CHAINS_MIN_WORK = 100_000
+
+
+def use_chains(k: int, rows: int, epochs: int) -> bool:
+    return k > 1 and k * rows * epochs >= CHAINS_MIN_WORK
 
 # how often each compiled function was traced in this process (tests; the tracing cost is seconds)
 _TRAINER_CACHE_SIZE = 16
@@ -99,12 +107,13 @@ class Trainer:
 
     def __init__(self, sig: Signature):
         self.sig = sig
-        # one Stack of 1 per member: K independent chains of plain matmuls, which TensorFlow's executor
-        # runs side by side on its inter-op threads. Measured at the Cell Painting level-5 shape with
-        # K = 6, 2 cores: 1.7 s per epoch, against 3.6 s for one Stack of 6 (batched matmuls).
-        self.members = [Stack(1, sig.n_in, sig.hidden, sig.latent, sig.batch_norm, matmul_dtype=sig.matmul_dtype)
-                        for _ in range(sig.k)]
-        self.variables = [var for member in self.members for var in member.trainables]
+        # chains: one Stack of 1 per member, K independent chains of ops that TensorFlow's executor runs
+        # side by side on its inter-op threads. Measured at the Cell Painting level-5 shape with K = 6,
+        # 2 cores: 1.5 s per epoch, against 3.6 s for one Stack of 6 (batched matmuls), which traces faster.
+        blocks = [(j, j + 1) for j in range(sig.k)] if sig.chains else [(0, sig.k)]
+        self.blocks = [(a, b, Stack(b - a, sig.n_in, sig.hidden, sig.latent, sig.batch_norm, matmul_dtype=sig.matmul_dtype))
+                        for a, b in blocks]
+        self.variables = [var for _, _, member in self.blocks for var in member.trainables]
         self.optimizer = FusedAdam(self.variables)
         k = sig.k
         data = tf.TensorSpec([None, None, sig.n_in], tf.float32)  # (distinct datasets, rows, features)
@@ -116,21 +125,20 @@ class Trainer:
             tf.TensorSpec([None, 1, sig.n_in], tf.float32), tf.TensorSpec([None, sig.n_in, sig.n_in], tf.float32), ints])
 
     def reset(self, seeds: Sequence[int], learning_rate: float) -> None:
-        for member, seed in zip(self.members, seeds, strict=True):
-            member.reset([seed])
+        for a, b, member in self.blocks:
+            member.reset(list(seeds[a:b]))
         self.optimizer.reset(learning_rate)
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Every member's variables, stacked on axis 0 (K, ...) as a ``Stack`` of K holds them."""
-        states = [member.state for member in self.members]
+        states = [member.state for _, _, member in self.blocks]
         return {name: np.concatenate([state[name].numpy() for state in states]) for name in states[0]}
 
     def _losses(self, x, rows, kl_w, mmd_w, draws, span, training):
-        """Per member j: its loss parts (4, 1) on rows ``rows[j]`` of the flattened data ``x``."""
-        return [tf.stack(losses(member, tf.gather(x, rows[j])[None], kl_w[j:j + 1], mmd_w[j:j + 1],
-                                draws[0][j:j + 1, span], draws[1][j:j + 1, span], training=training,
-                                use_mmd=self.sig.use_mmd))
-                for j, member in enumerate(self.members)]
+        """Per block of members a..b: their loss parts (4, b - a), member j on rows ``rows[j]`` of the flattened data ``x``."""
+        return [tf.stack(losses(member, tf.gather(x, rows[a:b]), kl_w[a:b], mmd_w[a:b], draws[0][a:b, span],
+                                draws[1][a:b, span], training=training, use_mmd=self.sig.use_mmd))
+                for a, b, member in self.blocks]
 
     def _run_epoch(self, x_train, data_idx, order, kl_w, mmd_w, seeds, epoch, batch_size):
         """One epoch: ``order`` (K, n_batches x batch) holds each member's shuffled row indices."""
@@ -146,7 +154,8 @@ class Trainer:
                 parts = self._losses(x_flat, flat_order[:, span], kl_w, mmd_w, draws, span, training=True)
                 objectives = [p[0] for p in parts]
             # one target per member with a constant seed gradient: no member's backward pass waits for another's forward
-            self.optimizer.apply(tape.gradient(objectives, self.variables, output_gradients=[tf.ones((1,))] * len(parts)))
+            self.optimizer.apply(tape.gradient(objectives, self.variables,
+                                               output_gradients=[tf.ones((b - a,)) for a, b, _ in self.blocks]))
             sums += tf.concat(parts, axis=1)
         return sums * reciprocal(n_batches)
 
@@ -164,8 +173,8 @@ class Trainer:
         return sums * reciprocal(n_val)
 
     def _calibrate(self, mean_x, cov_x, data_idx):
-        for j, member in enumerate(self.members):
-            member.calibrate(tf.gather(mean_x, data_idx[j:j + 1]), tf.gather(cov_x, data_idx[j:j + 1]))
+        for a, b, member in self.blocks:
+            member.calibrate(tf.gather(mean_x, data_idx[a:b]), tf.gather(cov_x, data_idx[a:b]))
         return tf.constant(0)
 
 
@@ -210,6 +219,7 @@ def train_stack(
     on_epoch: Callable[[int, list[dict]], None] | None = None,
     raise_on_divergence: bool = True,
     matmul_dtype: str = "float32",
+    chains: bool | None = None,
 ) -> StackResult:
     """Train every member with early stopping on its own validation loss; keep its best weights.
 
@@ -221,6 +231,9 @@ def train_stack(
     ``matmul_dtype='bfloat16'`` (opt-in) rounds the operands of every matrix product to bfloat16: faster
     on CPUs with native bfloat16 units, not bit-identical to float32 (``bench/train_throughput.py``
     measures both; figures in ``bench/results.md``).
+
+    ``chains`` (default: decided by the work, ``use_chains``) trains each model as its own chain of ops,
+    faster per epoch but slower to trace than one batched chain; both give the same models up to rounding.
     """
     if not members:
         raise ValueError("no models to train")
@@ -238,7 +251,8 @@ def train_stack(
     use_mmd = any(m.mmd_weight != 0 for m in members)  # the kernel matrices cost time; skip them when unused
     if matmul_dtype not in MATMUL_DTYPES:
         raise ValueError(f"matmul_dtype {matmul_dtype!r}; expected one of {MATMUL_DTYPES}")
-    sig = Signature(k, int(n_in), int(hidden_dim), int(latent_dim), bool(encoder_batch_norm), use_mmd, matmul_dtype)
+    sig = Signature(k, int(n_in), int(hidden_dim), int(latent_dim), bool(encoder_batch_norm), use_mmd, matmul_dtype,
+                    use_chains(k, n_train, epochs) if chains is None else bool(chains) and k > 1)
     # members that share a dataset (real seeds; shuffled seeds) share one copy of it in memory
     unique: dict[int, int] = {}
     for m in members:

@@ -42,4 +42,5 @@ def stack_runs(data: Data) -> dict:
     b = StackMember("b", 0.0, 100.0, other[:360], other[360:420], 7)
     kwargs = dict(latent_dim=LATENT, hidden_dim=HIDDEN, learning_rate=3e-3, batch_size=32, encoder_batch_norm=True,
                   epochs=STACK_EPOCHS, patience=STACK_EPOCHS)
-    return {"solo": train_stack([a], **kwargs), "ba": train_stack([b, a], **kwargs), "x": data.train}
+    return {"solo": train_stack([a], **kwargs), "ba": train_stack([b, a], **kwargs),
+            "ba_chains": train_stack([b, a], chains=True, **kwargs), "x": data.train}

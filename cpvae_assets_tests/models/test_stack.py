@@ -40,6 +40,29 @@ def test_stack_member_trains_as_if_alone(stack_runs: dict) -> None:
     assert not np.allclose(_curve(together, "b", "val_loss"), _curve(solo, "a", "val_loss"))
 
 
+def test_chains_train_the_same_models(stack_runs: dict) -> None:
+    """One chain of ops per member (the layout of large trainings) trains ``a`` as its solo run does and
+    ``b`` as the batched layout does, up to the rounding of a batched matmul."""
+    from cpvae_assets.models.trainer import compiled_traces, use_chains
+
+    chains, batched, solo = stack_runs["ba_chains"], stack_runs["ba"], stack_runs["solo"]
+    assert any(sig.chains and sig.k == 2 for sig in compiled_traces())
+    for column in ("loss", "val_loss", "kl", "reconstruction"):
+        np.testing.assert_allclose(_curve(chains, "a", column), _curve(solo, "a", column), rtol=1e-6, err_msg=column)
+    for column in ("loss", "val_loss", "kl", "mmd"):
+        np.testing.assert_allclose(_curve(chains, "b", column), _curve(batched, "b", column), rtol=1e-4, err_msg=column)
+    assert chains.best_epoch == batched.best_epoch
+    def centred(weights: dict) -> dict:  # the encoder bias is rounding noise under batch norm, see above
+        return {**weights, "bn_mean": weights["bn_mean"] - weights["enc_b"]}
+
+    mine = centred(chains.weights)
+    for name, value in centred(batched.weights).items():
+        if name != "enc_b":
+            np.testing.assert_allclose(mine[name], value, rtol=1e-3, atol=1e-4, err_msg=name)
+    # the default: chains where the work pays for their longer tracing
+    assert not use_chains(1, 10**6, 50) and not use_chains(4, 400, 20) and use_chains(4, 9_331, 20)
+
+
 def test_stack_history_and_best_epoch(stack_runs: dict) -> None:
     result = stack_runs["ba"]
     assert result.epochs_run == STACK_EPOCHS
