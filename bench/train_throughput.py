@@ -46,8 +46,9 @@ import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 from cpvae_assets.models import tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
+from cpvae_assets.models.compiled import use_chains  # noqa: E402
 from cpvae_assets.models.stack import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE  # noqa: E402
-from cpvae_assets.models.trainer import StackMember, train_stack, use_chains  # noqa: E402
+from cpvae_assets.models.trainer import StackMember, train_stack  # noqa: E402
 from cpvae_assets.models.training import column_shuffled  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")

@@ -43,7 +43,7 @@ def test_stack_member_trains_as_if_alone(stack_runs: dict) -> None:
 def test_chains_train_the_same_models(stack_runs: dict) -> None:
     """One chain of ops per member (the layout of large trainings) trains ``a`` as its solo run does and
     ``b`` as the batched layout does, up to the rounding of a batched matmul."""
-    from cpvae_assets.models.trainer import compiled_traces, use_chains
+    from cpvae_assets.models.compiled import compiled_traces, use_chains
 
     chains, batched, solo = stack_runs["ba_chains"], stack_runs["ba"], stack_runs["solo"]
     assert any(sig.chains and sig.k == 2 for sig in compiled_traces())
@@ -79,7 +79,8 @@ def test_train_stack_traces_once_per_signature(data: Data) -> None:
     """The compiled epoch functions are cached per (K, features, hidden, latent, batch norm, MMD): a
     call with other data, rows, batch size, learning rate, seed or loss weight traces nothing (issue 4:
     each tuning trial used to pay the tracing), and a reused trainer trains exactly as a fresh one."""
-    from cpvae_assets.models.trainer import StackMember, compiled_traces, train_stack
+    from cpvae_assets.models.compiled import compiled_traces
+    from cpvae_assets.models.trainer import StackMember, train_stack
 
     hidden = HIDDEN + 3  # shapes no other test uses: these signatures start untraced in this process
 
