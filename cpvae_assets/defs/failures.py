@@ -41,8 +41,13 @@ def failure_row(run: dg.DagsterRun, error: str, when: dt.datetime, will_retry: b
 
 
 def append_failure(lake: Lake, row: dict[str, object]) -> int:
-    """Add ``row`` to the table (written beside and renamed, like every table); returns its length."""
+    """Add ``row`` to the table (written beside and renamed, like every table); returns its length.
+
+    A run fails once: a second report of the same run (a run-failure sensor delivers at least once, e.g.
+    again after a daemon restart) leaves the table as it is."""
     old = lake.table(ASSET) if lake.has(ASSET) else pd.DataFrame(columns=list(COLUMNS))
+    if len(old) and row["run_id"] in set(old["run_id"]):
+        return len(old)
     frame = pd.concat([old, pd.DataFrame([row], columns=list(COLUMNS))], ignore_index=True) if len(old) else \
         pd.DataFrame([row], columns=list(COLUMNS))
     write_table(frame, lake.path(ASSET))
