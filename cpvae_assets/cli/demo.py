@@ -58,61 +58,85 @@ def land_real(lake: Path, dataset: str) -> Path:
     return Lake(lake).landing(dataset) / file_name
 
 
-def execute(runs: list, lake: Path, command: str, verbose: bool = False) -> list[str]:
-    """Launch ``runs`` (``defs.jobs.plan``) one after another; returns the runs that failed (the others
-    still run, except the model runs of a dataset whose inputs failed)."""
+def execute(runs: list, lake: Path, command: str, verbose: bool = False, workers: int | None = None) -> list[str]:
+    """Launch ``runs`` (``defs.jobs.plan``), at most ``workers`` at once (default ``workers.default_workers``),
+    each once the runs it reads are done; returns the runs that failed (the others still run, except
+    the runs of a dataset whose inputs failed)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     import dagster as dg
     from rich.console import Console
 
     from cpvae_assets.cli.progress import RunProgress, duration, grouped_warnings
     from cpvae_assets.cli.summary import lsa_verdicts, print_summary
+    from cpvae_assets.cli.workers import Launcher, default_workers
     from cpvae_assets.definitions import defs
     from cpvae_assets.lsa.summary import NOT_BEATEN
     from cpvae_assets.orchestration.partitions import dataset_partitions, partition_dimensions
     from cpvae_assets.orchestration.tags import LAUNCHED_BY_TAG
 
-    os.environ["CPVAE_LAKE"] = str(lake)
+    os.environ["CPVAE_LAKE"] = str(lake)  # before any worker starts: they inherit the environment
+    workers = workers or default_workers()
     instance = dg.DagsterInstance.get()
     datasets = list(dict.fromkeys(partition_dimensions(r.partition)["dataset"] for r in runs if r.partition))
     known = set(instance.get_dynamic_partitions(dataset_partitions.name))
     instance.add_dynamic_partitions(dataset_partitions.name, [d for d in datasets if d not in known])
-    jobs = {name: defs.resolve_job_def(name) for name in dict.fromkeys(r.job for r in runs)}
+    total_steps = sum(len(defs.resolve_job_def(name).nodes) for name in (r.job for r in runs))
     loggers = {"python": {}} | ({"console": {"config": {"log_level": "DEBUG"}}} if verbose else {})
+    tags = {LAUNCHED_BY_TAG: f"cpvae {command}"}
     slug = re.sub(r"[^A-Za-z0-9_.]+", "-", command).strip("-")  # "run --preset demo" -> run-preset-demo
     log_file = lake / LOG_FOLDER / f"cpvae-{slug}-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     console = Console(highlight=False)
     if not console.is_terminal:  # a log or a pipe: wide enough for the summary table, no wrapping
         console = Console(highlight=False, width=max(console.width, 120))
-    console.print(f"cpvae {command}: {len(datasets)} dataset(s), {len(runs)} runs on the Dagster instance "
-                  f"{instance.root_directory}\nfull log: {log_file}", soft_wrap=True)  # a path is never broken
+    console.print(f"cpvae {command}: {len(datasets)} dataset(s), {len(runs)} runs, {workers} at a time, on the Dagster "
+                  f"instance {instance.root_directory}\nfull log: {log_file}", soft_wrap=True)  # a path is never broken
     started, failed, skipped = time.monotonic(), [], set()
-    total_steps = sum(len(jobs[r.job].nodes) for r in runs)
-    with RunProgress(console, total_steps, len(runs), log_file, live=console.is_terminal and not verbose) as progress:
+    first_start: dict[str, float] = {}
+    state: dict[int, bool] = {}  # position in the plan -> succeeded (skipped runs count as failed)
+    pending, running = list(range(len(runs))), {}
+    with RunProgress(console, total_steps, len(runs), log_file, live=console.is_terminal and not verbose) as progress, \
+            Launcher(workers, (progress, progress.file)) as launcher:
         progress.datasets = datasets
-        per_dataset: dict[str, float] = {}
-        for run in runs:
-            dataset = partition_dimensions(run.partition).get("dataset") if run.partition else None
-            if dataset in skipped:
-                progress.end_run(0, True, "")
+        while pending or running:
+            for i in [i for i in pending if all(j in state for j in runs[i].after)]:  # in plan order
+                run = runs[i]
+                dataset = partition_dimensions(run.partition).get("dataset") if run.partition else None
+                if dataset in skipped:
+                    pending.remove(i)
+                    state[i] = False
+                    progress.advance_skipped()
+                elif len(running) < workers:
+                    pending.remove(i)
+                    progress.start_run(run.label)
+                    if dataset:
+                        first_start.setdefault(dataset, time.monotonic())
+                    running[launcher.submit(run.job, run.partition, run.ops, run.label, loggers, tags)] = i
+            if not running:
                 continue
-            progress.start_run(run.label)
-            began = time.monotonic()
-            result = jobs[run.job].execute_in_process(
-                instance=instance, partition_key=run.partition, raise_on_error=False,
-                run_config={"ops": run.ops, "loggers": loggers}, tags={LAUNCHED_BY_TAG: f"cpvae {command}"})
-            progress.end_run(len(jobs[run.job].nodes), result.success, result.run_id)
-            if dataset:
-                per_dataset[dataset] = per_dataset.get(dataset, 0.0) + time.monotonic() - began
-            if not result.success:
-                failed.append(f"{run.label} (run {result.run_id})")
-                if run.job == "dataset_inputs":
-                    skipped.add(dataset)
-            if run.job == "dataset_report":  # the last run of a dataset
-                mark = "failed" if any(f.startswith(f"{dataset} ") for f in failed) else "done"
-                progress.line(f"{mark:>6}  {dataset:<24} {duration(per_dataset[dataset]):>12}")
-    console.print(f"\n{len(runs)} runs in {duration(time.monotonic() - started)}"
-                  + (f", {len(failed)} failed" if failed else ""))
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                i = running.pop(future)
+                run = runs[i]
+                dataset = partition_dimensions(run.partition).get("dataset") if run.partition else None
+                try:
+                    success, run_id = future.result()
+                    where = f"run {run_id}"
+                except Exception as exc:  # noqa: BLE001  (a worker that died: no Dagster run to point to)
+                    success, where = False, f"{type(exc).__name__}: {exc}"
+                state[i] = success
+                progress.end_run(run.label)
+                if not success:
+                    failed.append(f"{run.label} ({where})")
+                    if run.job == "dataset_inputs":
+                        skipped.add(dataset)
+                if run.job == "dataset_report":  # the last run of a dataset
+                    mark = "failed" if any(f.startswith(f"{dataset} ") for f in failed) else "done"
+                    progress.line(f"{mark:>6}  {dataset:<24} {duration(time.monotonic() - first_start[dataset]):>12}")
+    elapsed = time.monotonic() - started
+    per_dataset = f" ({duration(elapsed / len(datasets))} per dataset)" if len(datasets) > 1 else ""
+    console.print(f"\n{len(runs)} runs in {duration(elapsed)}{per_dataset}" + (f", {len(failed)} failed" if failed else ""))
     print_summary(console, lake, datasets)
     findings = lsa_verdicts(lake, datasets) + grouped_warnings(progress.warnings, summarised=(NOT_BEATEN,))
     if findings:
@@ -132,7 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
     lake = lake_root(args.lake)
     dagster_home(lake)
     datasets = seed_landing(lake)
-    return 1 if execute(plan(datasets, "demo"), lake, "demo", args.verbose) else 0
+    return 1 if execute(plan(datasets, "demo"), lake, "demo", args.verbose, args.workers) else 0
 
 
 def run_datasets(args: argparse.Namespace) -> int:
@@ -151,4 +175,4 @@ def run_datasets(args: argparse.Namespace) -> int:
                                 "put the profile files there first")
     runs = plan(list(args.datasets), args.preset, tuple(args.model_types), leave_out=False, matmul_dtype=args.matmul_dtype)
     dtype = f" --matmul-dtype {args.matmul_dtype}" if args.matmul_dtype != "float32" else ""
-    return 1 if execute(runs, lake, f"run --preset {args.preset}{dtype}", args.verbose) else 0
+    return 1 if execute(runs, lake, f"run --preset {args.preset}{dtype}", args.verbose, args.workers) else 0

@@ -105,12 +105,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+WORKERS_HELP = ("runs at once, each in a worker process (default: the usable cores, at most 2); "
+                "1 runs them one after another in this process")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="cpvae", description=__doc__)
     top.add_argument("--lake", default=None, help="data lake root (default: $CPVAE_LAKE or ./data_lake)")
     sub = top.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="write the demo data, materialise every asset, print a summary")
     demo.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event as well")
+    demo.add_argument("--workers", type=_positive, default=None, help=WORKERS_HELP)
     demo.set_defaults(func=cmd_demo)
     run = sub.add_parser("run", help="materialise datasets already in landing, at a preset's budget")
     run.add_argument("datasets", nargs="+")
@@ -119,6 +131,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--matmul-dtype", default="float32", choices=MATMUL_DTYPES,
                      help="operands of the training's matrix products (bfloat16: faster on CPUs with bf16 units)")
     run.add_argument("-v", "--verbose", action="store_true", help="print every Dagster event as well")
+    run.add_argument("--workers", type=_positive, default=None, help=WORKERS_HELP)
     run.set_defaults(func=cmd_run)
     sql = sub.add_parser("sql", help="run a read-only SQL query over the lake's catalog")
     sql.add_argument("query")

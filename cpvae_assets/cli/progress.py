@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cpvae_assets.orchestration.run_logs import RUN_LOGGER, dagster_event
+from cpvae_assets.orchestration.run_logs import RUN_LABEL, RUN_LOGGER, dagster_event
 
 STEP_DONE = {"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"}
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w.])")
@@ -41,11 +41,10 @@ class RunProgress(logging.Handler):
         self.console = console
         self.live = live
         self.started = time.monotonic()
-        self.label = ""
+        self.running: dict[str, str] = {}  # label of each run in progress -> its step running
         self.steps_done = 0
         self.total_steps = total_steps
         self.warnings: dict[str, Warned] = {}
-        self.failures: list[str] = []
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                                  TextColumn("runs"), TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
                                  console=console, transient=True, disable=not live)
@@ -76,36 +75,44 @@ class RunProgress(logging.Handler):
 
     # ---------------------------------------------------------------- events
     def start_run(self, label: str) -> None:
-        self.label = label
-        self._describe(label)
+        self.running[label] = ""
+        self._describe()
 
-    def end_run(self, steps: int, success: bool, run_id: str) -> None:
+    def end_run(self, label: str) -> None:
+        self.running.pop(label, None)
         self.progress.advance(self.task)
-        if not success:
-            self.failures.append(f"{self.label} (run {run_id})")
+        self._describe()
+
+    def advance_skipped(self) -> None:
+        self.progress.advance(self.task)
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "py.warnings":  # a library's Python warning, forwarded by a worker: the log file only
+            return
+        # a worker's record names its run; in this process one run goes at a time
+        label = getattr(record, RUN_LABEL, None) or next(iter(self.running), "")
         event = dagster_event(record)
         meta = getattr(record, "dagster_meta", {}) or {}
         step = meta.get("step_key")
         if event is not None:
             kind = event.event_type_value
-            if kind == "STEP_START":
-                self._describe(f"{self.label} · {step}")
+            if kind == "STEP_START" and label in self.running:
+                self.running[label] = step or ""
             elif kind in STEP_DONE:
                 self.steps_done += 1
-                self._describe(f"{self.label}")
+            self._describe()
             return
         if record.levelno >= logging.WARNING:
             message = " ".join(str(meta.get("orig_message") or record.getMessage()).split())
             key = warning_pattern(message, self.datasets)
-            self.warnings.setdefault(key, Warned(message)).where.append(self.label)
+            self.warnings.setdefault(key, Warned(message)).where.append(label)
 
-    def _describe(self, text: str) -> None:
+    def _describe(self) -> None:
         elapsed = time.monotonic() - self.started
         done = self.steps_done / self.total_steps if self.total_steps else 0.0
         left = f"~{duration(elapsed * (1 - done) / done)} left" if done > 0.02 else ""
-        self.progress.update(self.task, description=text[:60].ljust(60), left=left)
+        text = " | ".join(f"{label} · {step}" if step else label for label, step in self.running.items())
+        self.progress.update(self.task, description=text[:80].ljust(80), left=left)
 
     def line(self, text: str) -> None:
         self.console.print(text, highlight=False)

@@ -74,12 +74,14 @@ summaries = dg.define_asset_job(
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run of a plan: a job, the partition it covers and the op config it runs with."""
+    """One run of a plan: a job, the partition it covers, the op config it runs with, and the runs of
+    the plan (their positions) whose outputs it reads, so a launcher may run the others side by side."""
 
     job: str
     partition: str | dg.MultiPartitionKey | None
     ops: dict[str, dict]
     label: str
+    after: tuple[int, ...] = ()
 
 
 def model_config(preset: Preset, matmul_dtype: MatmulDtype = "float32") -> dict[str, dict]:
@@ -97,17 +99,23 @@ def plan(datasets: list[str], preset: Preset = "demo", model_types: tuple[str, .
          leave_out: bool = True, matmul_dtype: MatmulDtype = "float32") -> list[PlannedRun]:
     """Every run, in order, that materialises ``datasets`` at ``preset``."""
     ops = model_config(preset, matmul_dtype)
-    runs = []
+    runs: list[PlannedRun] = []
+    inputs_run: dict[str, int] = {}
+    model_run: dict[tuple[str, str], int] = {}
     for dataset in datasets:
+        inputs = inputs_run[dataset] = len(runs)
         runs.append(PlannedRun(dataset_inputs.name, dataset, {}, f"{dataset} inputs"))
         for model_type in model_types:
             key = dg.MultiPartitionKey({"dataset": dataset, "model_type": model_type})
-            runs.append(PlannedRun(model_jobs[preset].name, key, ops, f"{dataset} {model_type}"))
-        runs.append(PlannedRun(dataset_report.name, dataset, {}, f"{dataset} report"))
+            model_run[dataset, model_type] = len(runs)
+            runs.append(PlannedRun(model_jobs[preset].name, key, ops, f"{dataset} {model_type}", (inputs,)))
+        # the report reads every model type's tables
+        runs.append(PlannedRun(dataset_report.name, dataset, {}, f"{dataset} report", tuple(range(inputs, len(runs)))))
     if leave_out and LEAVE_OUT_PARTITION["dataset"] in datasets and LEAVE_OUT_PARTITION["model_type"] in model_types:
         key = dg.MultiPartitionKey(LEAVE_OUT_PARTITION)
-        runs.append(PlannedRun(LEAVE_OUT_JOB, key, {}, f"{key} leave MOAs out"))
-    runs.append(PlannedRun(summaries.name, None, {}, "summaries"))
+        reads = (inputs_run[LEAVE_OUT_PARTITION["dataset"]], model_run[LEAVE_OUT_PARTITION["dataset"], LEAVE_OUT_PARTITION["model_type"]])
+        runs.append(PlannedRun(LEAVE_OUT_JOB, key, {}, f"{key} leave MOAs out", reads))
+    runs.append(PlannedRun(summaries.name, None, {}, "summaries", tuple(range(len(runs)))))  # reads every dataset
     return runs
 
 

@@ -18,7 +18,7 @@ def _tensorflow_log_level() -> str:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _tensorflow_log_level())
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -36,5 +36,5 @@ def tensorflow_threads() -> dict[str, int]:
 # Cell Painting level-5 shape, K = 6: 1.5 s per epoch against 2.2-3.3 s with TensorFlow's defaults
 # (every op on all cores); K = 1 is as fast either way. Machines with many cores keep a few threads
 # per op. Set the variables yourself to override; they are read when TensorFlow starts its runtime.
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(_usable_cores()))
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, _usable_cores() // 4)))
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(usable_cores()))
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, usable_cores() // 4)))

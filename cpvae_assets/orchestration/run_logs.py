@@ -5,11 +5,20 @@ still go to the instance (and the UI)."""
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import dagster as dg
 
 # the Python logger cpvae's own runs log to, unless the run config names another
 RUN_LOGGER = "cpvae.runs"
+# the attribute of a record forwarded from a worker process that names the planned run it came from
+RUN_LABEL = "cpvae_run"
+
+
+class EventType(NamedTuple):
+    """What a forwarded record keeps of its ``DagsterEvent``: its type (a full event is heavy to pickle)."""
+
+    event_type_value: str
 
 
 @dg.logger(config_schema={"name": dg.Field(str, default_value=RUN_LOGGER, description="Python logger name")},
@@ -29,3 +38,17 @@ def dagster_event(record: logging.LogRecord) -> object | None:
 def step_key(record: logging.LogRecord) -> str | None:
     meta = getattr(record, "dagster_meta", None) or {}
     return meta.get("step_key")
+
+
+def forwardable(record: logging.LogRecord, label: str) -> logging.LogRecord:
+    """A small picklable copy of ``record`` for another process: its text, level, time, step and event
+    type, and ``label``, the planned run it belongs to."""
+    meta = getattr(record, "dagster_meta", None) or {}
+    event = meta.get("dagster_event")
+    return logging.makeLogRecord({
+        "name": record.name, "levelno": record.levelno, "levelname": record.levelname, "msg": record.getMessage(),
+        "created": record.created, "msecs": record.msecs, "relativeCreated": record.relativeCreated,
+        RUN_LABEL: label,
+        "dagster_meta": {"step_key": meta.get("step_key"),
+                         "orig_message": None if meta.get("orig_message") is None else str(meta["orig_message"]),
+                         "dagster_event": EventType(event.event_type_value) if event is not None else None}})
