@@ -36,5 +36,27 @@ def tensorflow_threads() -> dict[str, int]:
 # Cell Painting level-5 shape, K = 6: 1.5 s per epoch against 2.2-3.3 s with TensorFlow's defaults
 # (every op on all cores); K = 1 is as fast either way. Machines with many cores keep a few threads
 # per op. Set the variables yourself to override; they are read when TensorFlow starts its runtime.
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(usable_cores()))
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, usable_cores() // 4)))
+# ``$CPVAE_CORES`` is the cores this process may use (default: all usable): a worker of ``cpvae demo``
+# gets its share, so two workers do not run four threads on two cores.
+CORES_ENV = "CPVAE_CORES"
+THREAD_VARIABLES = ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")
+# the names of THREAD_VARIABLES this package set (not the user), so a worker process may set them anew
+DEFAULTED_ENV = "CPVAE_TF_THREADS_DEFAULTED"
+
+
+def process_cores() -> int:
+    return max(1, int(os.environ.get(CORES_ENV) or usable_cores()))
+
+
+def configure_threads() -> None:
+    """Default each of THREAD_VARIABLES that is not set (before TensorFlow is imported), from ``process_cores``."""
+    cores = process_cores()
+    defaults = {"TF_NUM_INTEROP_THREADS": cores, "TF_NUM_INTRAOP_THREADS": max(1, cores // 4)}
+    defaulted = [name for name in THREAD_VARIABLES if name not in os.environ]
+    for name in defaulted:
+        os.environ[name] = str(defaults[name])
+    if defaulted:
+        os.environ[DEFAULTED_ENV] = ",".join(defaulted)
+
+
+configure_threads()

@@ -133,8 +133,11 @@ def bayesian_search(train: np.ndarray, val: np.ndarray, objective: str, hp: Hype
     space.Choice("batch_size", [b for b in BATCH_SIZES if b <= len(train)] or [len(train)])
     space.Choice("latent_dim", [d for d in LATENT_DIMS if d < train.shape[1]])
     space.Boolean("encoder_batch_norm")
+    # Keras Tuner takes a seed of 0 for none and draws one from Python's global random state, which
+    # whatever ran before in the process had moved: the demo's first partition got other trials when
+    # it ran in another order. seed + 1 is never 0.
     oracle = kt.oracles.BayesianOptimizationOracle(
-        objective=kt.Objective("val_loss", "min"), max_trials=trials, hyperparameters=space, seed=seed,
+        objective=kt.Objective("val_loss", "min"), max_trials=trials, hyperparameters=space, seed=seed + 1,
         num_initial_points=max(1, min(3, trials - 1)))
     kl_w, mmd_w = loss_weights(objective, hp)  # type: ignore[arg-type]
 

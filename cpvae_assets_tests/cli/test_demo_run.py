@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pandas.testing
 import pytest
 
 from cpvae_assets.cli.demo import execute
@@ -60,6 +61,56 @@ def test_plan_with_bfloat16_matmuls() -> None:
     with pytest.raises(dg.DagsterInvalidConfigError):
         dg.validate_run_config(defs.resolve_job_def("models_demo"),
                                {"ops": {"trained_models": {"config": {"matmul_dtype": "float16"}}}})
+
+
+def test_every_run_waits_only_for_the_earlier_runs_it_reads() -> None:
+    runs = plan(["demo_cp_level5", "other"], "demo")
+    position = {r.label: i for i, r in enumerate(runs)}
+    assert all(all(j < i for j in r.after) for i, r in enumerate(runs))
+    after = {r.label: {runs[j].label for j in r.after} for r in runs}
+    assert after["other inputs"] == set()  # a dataset's inputs need no other run: they may start at once
+    assert after["other beta"] == {"other inputs"}  # model types of a dataset may run side by side
+    assert after["other report"] == {"other inputs", *(f"other {m}" for m in MODEL_TYPES)}
+    assert after["demo_cp_level5|beta leave MOAs out"] == {"demo_cp_level5 inputs", "demo_cp_level5 beta"}
+    assert runs[position["summaries"]].after == tuple(range(len(runs) - 1))
+
+
+def _tables(lake: Path, names: tuple[str, ...]) -> dict[str, object]:
+    import pandas as pd
+
+    found = {}
+    for name in names:
+        for data in sorted((lake / name).rglob("*.parquet")):
+            found[str(data.relative_to(lake))] = pd.read_parquet(data)
+    assert found, names
+    return found
+
+
+def test_workers_run_side_by_side_and_write_what_one_process_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two real plates with PCA: in two worker processes their runs overlap, and every table equals the
+    one-process run's (fixed seeds, the same code)."""
+    from cpvae_assets_tests.support.real_data import REAL_CP
+
+    runs = plan(["l1000_ljp005", "lincs_cp_plate"], "demo", ("pca",), leave_out=False)
+    lakes = {}
+    for workers in (2, 1):
+        lake = lakes[workers] = tmp_path / f"lake{workers}"
+        for dataset, source in (("l1000_ljp005", REAL_L1000), ("lincs_cp_plate", REAL_CP)):
+            (lake / "landing" / dataset).mkdir(parents=True)
+            shutil.copyfile(source, lake / "landing" / dataset / source.name)
+        assert execute(runs, lake, f"run {workers}", workers=workers) == []
+        assert f"{len(runs)} runs, {workers} at a time" in capsys.readouterr().out
+    instance = dg.DagsterInstance.get()
+    spans = sorted((instance.get_run_stats(r.run_id).start_time, instance.get_run_stats(r.run_id).end_time)
+                   for r in instance.get_runs(dg.RunsFilter(tags={LAUNCHED_BY_TAG: "cpvae run 2"})))
+    assert len(spans) == len(runs)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans  # some runs overlapped
+    names = ("normalised_splits", "latent_embeddings", "generation_qc", "lsa_distances", "lsa_zscores",
+             "method_comparison", "lsa_summary")
+    parallel, serial = _tables(lakes[2], names), _tables(lakes[1], names)
+    assert parallel.keys() == serial.keys()
+    for key, frame in parallel.items():
+        pandas.testing.assert_frame_equal(frame, serial[key], obj=key)
 
 
 def test_execute_shows_progress_not_events(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
