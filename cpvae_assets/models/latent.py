@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import zipfile
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from sklearn.decomposition import PCA
+from threadpoolctl import ThreadpoolController
 
 from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.tables import atomic_path
@@ -36,6 +38,19 @@ class LatentModel(Protocol):
     def save(self, folder: Path) -> None: ...
 
 
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """PCA's fit, transform and inverse on one BLAS thread: BLAS and LAPACK round differently with another
+    thread count, and UMAP (generation QC) turns those last bits into other coordinates. So a PCA model
+    and its embeddings do not depend on the cores of the process (a worker of ``cpvae demo`` has fewer
+    than one process); PCA is a fraction of a second of a run."""
+    return _blas().limit(limits=1)
+
+
 class PcaModel:
     def __init__(self, pca: PCA):
         self.pca = pca
@@ -45,13 +60,16 @@ class PcaModel:
     def fit(cls, x: np.ndarray, latent_dim: int, seed: int) -> PcaModel:
         if latent_dim > min(x.shape):
             raise ValueError(f"latent dimension {latent_dim} exceeds min(profiles, features) = {min(x.shape)}")
-        return cls(PCA(n_components=latent_dim, random_state=seed).fit(x))
+        with one_blas_thread():
+            return cls(PCA(n_components=latent_dim, random_state=seed).fit(x))
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        return self.pca.transform(x).astype(np.float32)
+        with one_blas_thread():
+            return self.pca.transform(x).astype(np.float32)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
-        return self.pca.inverse_transform(z).astype(np.float32)
+        with one_blas_thread():
+            return self.pca.inverse_transform(z).astype(np.float32)
 
     def save(self, folder: Path) -> None:
         p = self.pca

@@ -121,3 +121,18 @@ def test_vae_simulation_samples_the_standard_normal(trained) -> None:
     model = trained("beta").model
     z = np.random.default_rng(7).standard_normal((20, LATENT)).astype(np.float32)
     np.testing.assert_allclose(simulate(model, 20, seed=7), model.decode(z), atol=1e-6)
+
+
+def test_pca_is_the_same_whatever_blas_threads_the_process_has() -> None:
+    """A worker of ``cpvae demo`` runs with fewer BLAS threads than one process: the model must not change."""
+    from threadpoolctl import threadpool_limits
+
+    from cpvae_assets.models.latent import PcaModel
+
+    x = np.random.default_rng(3).random((1500, 400)).astype(np.float32)
+    fitted = {}
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            fitted[threads] = PcaModel.fit(x, 20, seed=0).pca
+    np.testing.assert_array_equal(fitted[1].components_, fitted[2].components_)
+    np.testing.assert_array_equal(fitted[1].explained_variance_, fitted[2].explained_variance_)
