@@ -71,18 +71,18 @@ def _start_worker(queue: Any, cores: int) -> None:
     logging.captureWarnings(True)
 
 
-def launch(job: str, partition: str | dict[str, str] | None, ops: dict, label: str, loggers: dict,
+def launch(job: str, partition: Any, ops: dict, label: str, loggers: dict,
            tags: dict[str, str]) -> tuple[bool, str]:
-    """Execute one run on the instance of ``$DAGSTER_HOME``; returns (success, run id)."""
+    """Execute one run (``partition``: a dataset, a ``MultiPartitionKey`` or None) on the instance of
+    ``$DAGSTER_HOME``; returns (success, run id)."""
     global _label
     _label = label
     import dagster as dg
 
     from cpvae_assets.definitions import defs
 
-    key = dg.MultiPartitionKey(partition) if isinstance(partition, dict) else partition
     result = defs.resolve_job_def(job).execute_in_process(
-        instance=dg.DagsterInstance.get(), partition_key=key, raise_on_error=False,
+        instance=dg.DagsterInstance.get(), partition_key=partition, raise_on_error=False,
         run_config={"ops": ops, "loggers": loggers}, tags=tags)
     return result.success, result.run_id
 
@@ -121,15 +121,11 @@ class Launcher:
             self.listener.stop()  # after every worker ended: each record is handled before the summary
 
     def submit(self, job: str, partition: Any, ops: dict, label: str, loggers: dict, tags: dict[str, str]) -> Future:
-        import dagster as dg
-
-        # a MultiPartitionKey is a str subclass that does not survive pickling: send its dimensions
-        sent = dict(partition.keys_by_dimension) if isinstance(partition, dg.MultiPartitionKey) else partition
         if self.pool is not None:
-            return self.pool.submit(launch, job, sent, ops, label, loggers, tags)
+            return self.pool.submit(launch, job, partition, ops, label, loggers, tags)
         future: Future = Future()
         try:
-            future.set_result(launch(job, sent, ops, label, loggers, tags))
+            future.set_result(launch(job, partition, ops, label, loggers, tags))
         except Exception as exc:  # noqa: BLE001  (reported as a failed run, as a worker's would be)
             future.set_exception(exc)
         return future

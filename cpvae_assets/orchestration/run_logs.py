@@ -16,7 +16,7 @@ RUN_LABEL = "cpvae_run"
 
 
 class EventType(NamedTuple):
-    """What a forwarded record keeps of its ``DagsterEvent``: its type (a full event is heavy to pickle)."""
+    """What a forwarded record keeps of its ``DagsterEvent``: its type (a full event is heavy to send to another process)."""
 
     event_type_value: str
 
@@ -41,7 +41,7 @@ def step_key(record: logging.LogRecord) -> str | None:
 
 
 def forwardable(record: logging.LogRecord, label: str) -> logging.LogRecord:
-    """A small picklable copy of ``record`` for another process: its text, level, time, step and event
+    """A small copy of ``record`` that another process can receive: its text, level, time, step and event
     type, and ``label``, the planned run it belongs to."""
     meta = getattr(record, "dagster_meta", None) or {}
     event = meta.get("dagster_event")
