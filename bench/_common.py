@@ -99,6 +99,34 @@ def proc_status_mb(name: str, pid: int | str = "self") -> float | None:
     return None
 
 
+def proc_pss_mb(pid: int | str = "self") -> float | None:
+    """Proportional set size of a process in MB (shared pages split among the processes that map them,
+    so a tree's sum does not count TensorFlow's libraries once per process)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:")) / 1024
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (their pids, from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
 def reset_peak_rss() -> bool:
     """Reset this process' VmHWM to its current RSS (``echo 5 > /proc/self/clear_refs``)."""
     try:

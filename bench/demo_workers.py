@@ -38,20 +38,8 @@ NOT_RESULTS = {"scaler", "sha256", "model_files_sha256", "code_version", "second
 
 def sampled_pss_mb(root: int, stop: threading.Event, peak: list[float]) -> None:
     while not stop.is_set():
-        total = 0.0
-        for pid in [root, *_descendants(root)]:
-            try:
-                text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-            except OSError:
-                continue
-            total += sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:")) / 1024
-        peak[0] = max(peak[0], total)
+        peak[0] = max(peak[0], sum(filter(None, map(_common.proc_pss_mb, _common.process_tree(root)))))
         stop.wait(2)
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [d for child in map(int, out) for d in (child, *_descendants(child))]
 
 
 def stage_seconds(home: Path) -> dict[str, float]:

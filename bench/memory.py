@@ -56,22 +56,8 @@ def train_memory(rows: int, n_seeds: int, epochs: int) -> list[dict]:
 
 def _tree_rss_mb(root: int) -> tuple[float, float, int]:
     """Summed and largest RSS (MB) of ``root`` and all its descendants, and how many there are."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, largest, count, todo = 0.0, 0.0, 0, [root]
-    while todo:
-        pid = todo.pop()
-        rss = _common.proc_status_mb("VmRSS", pid)
-        if rss is not None:
-            total, largest, count = total + rss, max(largest, rss), count + 1
-        todo += children.get(pid, [])
-    return total, largest, count
+    sizes = [rss for pid in _common.process_tree(root) if (rss := _common.proc_status_mb("VmRSS", pid)) is not None]
+    return sum(sizes), max(sizes, default=0.0), len(sizes)
 
 
 def demo_memory() -> dict:

@@ -78,10 +78,12 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False, workers
     os.environ["CPVAE_LAKE"] = str(lake)  # before any worker starts: they inherit the environment
     workers = workers or default_workers()
     instance = dg.DagsterInstance.get()
-    datasets = list(dict.fromkeys(partition_dimensions(r.partition)["dataset"] for r in runs if r.partition))
+    dataset_of = [partition_dimensions(r.partition).get("dataset") if r.partition else None for r in runs]
+    datasets = list(dict.fromkeys(d for d in dataset_of if d))
     known = set(instance.get_dynamic_partitions(dataset_partitions.name))
     instance.add_dynamic_partitions(dataset_partitions.name, [d for d in datasets if d not in known])
-    total_steps = sum(len(defs.resolve_job_def(name).nodes) for name in (r.job for r in runs))
+    steps_of = {name: len(defs.resolve_job_def(name).nodes) for name in dict.fromkeys(r.job for r in runs)}
+    total_steps = sum(steps_of[r.job] for r in runs)
     loggers = {"python": {}} | ({"console": {"config": {"log_level": "DEBUG"}}} if verbose else {})
     tags = {LAUNCHED_BY_TAG: f"cpvae {command}"}
     slug = re.sub(r"[^A-Za-z0-9_.]+", "-", command).strip("-")  # "run --preset demo" -> run-preset-demo
@@ -101,8 +103,7 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False, workers
         progress.datasets = datasets
         while pending or running:
             for i in [i for i in pending if all(j in state for j in runs[i].after)]:  # in plan order
-                run = runs[i]
-                dataset = partition_dimensions(run.partition).get("dataset") if run.partition else None
+                run, dataset = runs[i], dataset_of[i]
                 if dataset in skipped:
                     pending.remove(i)
                     state[i] = False
@@ -118,8 +119,7 @@ def execute(runs: list, lake: Path, command: str, verbose: bool = False, workers
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 i = running.pop(future)
-                run = runs[i]
-                dataset = partition_dimensions(run.partition).get("dataset") if run.partition else None
+                run, dataset = runs[i], dataset_of[i]
                 try:
                     success, run_id = future.result()
                     where = f"run {run_id}"

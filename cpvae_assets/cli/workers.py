@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import multiprocessing
-import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -28,8 +27,6 @@ def default_workers() -> int:
 
     return max(1, min(MAX_DEFAULT_WORKERS, process_cores()))
 
-
-BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 # ------------------------------------------------------------------ in a worker process
 _queue: Any = None
@@ -50,19 +47,9 @@ def _start_worker(queue: Any, cores: int) -> None:
     (each step 1.7x slower, measured in ``cpvae demo`` on 2 cores)."""
     global _queue
     _queue = queue
-    from threadpoolctl import threadpool_limits  # scikit-learn's: numpy's BLAS, already loaded here
+    from cpvae_assets.models import use_cores
 
-    from cpvae_assets import models
-
-    os.environ[models.CORES_ENV] = str(cores)
-    # TensorFlow is not imported yet: the thread counts that cpvae_assets.models defaulted (in the parent,
-    # inherited; a user's own setting stays) are set again from this worker's share
-    for name in filter(None, os.environ.pop(models.DEFAULTED_ENV, "").split(",")):
-        os.environ.pop(name, None)
-    models.configure_threads()
-    for name in BLAS_THREAD_VARIABLES:  # read when a BLAS library loads; one loaded already is limited below
-        os.environ.setdefault(name, str(cores))
-    threadpool_limits(cores)
+    use_cores(cores)
     handler = _Forward(logging.DEBUG)
     for name in (RUN_LOGGER, "py.warnings"):  # a library's Python warnings: to the log file, not the screen
         logger = logging.getLogger(name)

@@ -42,6 +42,7 @@ CORES_ENV = "CPVAE_CORES"
 THREAD_VARIABLES = ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")
 # the names of THREAD_VARIABLES this package set (not the user), so a worker process may set them anew
 DEFAULTED_ENV = "CPVAE_TF_THREADS_DEFAULTED"
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def process_cores() -> int:
@@ -60,3 +61,19 @@ def configure_threads() -> None:
 
 
 configure_threads()
+
+
+def use_cores(cores: int) -> None:
+    """This process may use ``cores`` (a worker of ``cpvae demo``, before it imports TensorFlow): the
+    thread counts this package defaulted (inherited from the parent; a user's own setting stays) are set
+    again from ``cores``, and BLAS uses at most ``cores`` threads (read when a BLAS library loads; one
+    loaded already is limited through threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    os.environ[CORES_ENV] = str(cores)
+    for name in filter(None, os.environ.pop(DEFAULTED_ENV, "").split(",")):
+        os.environ.pop(name, None)
+    configure_threads()
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(name, str(cores))
+    threadpool_limits(cores)

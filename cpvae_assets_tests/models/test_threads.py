@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from cpvae_assets.cli.workers import BLAS_THREAD_VARIABLES
-from cpvae_assets.models import CORES_ENV, DEFAULTED_ENV, THREAD_VARIABLES
+from cpvae_assets.models import BLAS_THREAD_VARIABLES, CORES_ENV, DEFAULTED_ENV, THREAD_VARIABLES
 
 PROBE = "import json, cpvae_assets.models as m; print(json.dumps(m.tensorflow_threads()))"
 
