@@ -90,3 +90,23 @@ def test_umap_without_a_writable_cache_folder_still_works(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(Dispatcher, "enable_caching", no_locator)
     assert hasattr(cached_umap.__wrapped__(), "UMAP")
+
+
+def test_umap_on_precomputed_distances_is_umap_on_the_profiles(trained, data: Data) -> None:
+    """generation_qc hands umap the distances it would compute itself (its per-pair loop was most of
+    the QC's time): the coordinates must stay those of metric="euclidean", bit for bit."""
+    from sklearn.metrics import pairwise_distances
+    from umap.distances import euclidean
+
+    from cpvae_assets.models.generation import _distances, cached_umap, generation_qc, simulate
+
+    model = trained("beta").model
+    test = data.test
+    np.testing.assert_array_equal(_distances()(test, test), pairwise_distances(test, metric=euclidean))
+    qc = generation_qc(model, test, [f"t{i}" for i in range(len(test))], seed=3)
+    reducer = cached_umap().UMAP(n_neighbors=min(15, len(test) - 1), random_state=3, n_jobs=1).fit(test)
+    expected = {"real": reducer.embedding_, "reconstructed": reducer.transform(model.decode(model.encode(test))),
+                "simulated": reducer.transform(simulate(model, len(test), 3))}
+    for kind, xy in expected.items():
+        got = qc.coords.loc[qc.coords["kind"] == kind, ["umap_1", "umap_2"]].to_numpy()
+        np.testing.assert_array_equal(got, xy, err_msg=kind)
