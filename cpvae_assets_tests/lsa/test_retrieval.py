@@ -60,3 +60,23 @@ def test_no_predictions_give_empty_tables() -> None:
     assert per_query.empty and per_method.empty and "average_precision" in per_query.columns
     with pytest.raises(ValueError, match="null_size"):
         retrieval(pd.DataFrame(columns=["pair", "method", *names]), groups, values, names, null_size=0)
+
+
+def test_the_similarity_table_gives_copairs_own_cosine_average_precision() -> None:
+    """retrieval hands copairs each query's similarities, computed once, instead of the profiles:
+    the APs must be those of copairs' own cosine on the profiles, value for value."""
+    from copairs.map import average_precision
+
+    names, groups, values, means = setup()
+    rng = np.random.default_rng(1)
+    preds = pd.concat([queries(f"m{i}", {p: 0.2 * m + rng.normal(0, 1, len(names)) for p, m in means.items()}, names)
+                       for i in range(4)], ignore_index=True)
+    per_query, _ = retrieval(preds, groups, values, names, null_size=50)
+    meta = pd.concat([pd.DataFrame({"group": preds["pair"], "role": "query"}),
+                      pd.DataFrame({"group": groups.to_numpy(str), "role": "reference"})], ignore_index=True)
+    plain = average_precision(meta, np.vstack([preds[names].to_numpy(np.float64), values]), pos_sameby=["group"],
+                              pos_diffby=["role"], neg_sameby=[], neg_diffby=["group", "role"], distance="cosine",
+                              progress_bar=False)
+    expected = plain.loc[plain["role"] == "query", "average_precision"].to_numpy()
+    assert len(set(expected.round(6))) > 2  # the predictions are not all ranked alike
+    np.testing.assert_array_equal(per_query["average_precision"].to_numpy(), expected)
