@@ -19,7 +19,7 @@ import dagster as dg
 import pandas as pd
 
 from cpvae_assets.orchestration.partitions import partition_dimensions
-from cpvae_assets.storage.catalog import rebuild_catalog
+from cpvae_assets.storage.catalog import catalog_after_write
 from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.paths import DATA_TABLE
@@ -66,7 +66,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         # not getattr on a DataFrame: that would return a column named "inputs"
         meta = provenance(context, getattr(obj, "inputs", {}) if isinstance(obj, LakeTables) else {})
         stored = commit_tables(folder, tables, meta)
-        rebuild_catalog(self.lake.root)
+        catalog_after_write(self.lake.root, stored)
         data = tables[DATA_TABLE]
         context.add_output_metadata({"path": dg.MetadataValue.path(str(folder)),
                                      "tables": ", ".join(sorted(tables)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from cpvae_assets.storage.paths import DATA_TABLE, NOT_ASSETS, TABLE_SUFFIX, catalog_path, check_name, is_remote
@@ -24,11 +25,17 @@ def discover_tables(lake: Path) -> dict[str, str]:
         for file in sorted(asset_dir.rglob(f"*{TABLE_SUFFIX}")):
             if file.name.startswith("."):
                 continue
-            depth = len(file.relative_to(asset_dir).parts) - 1
-            table = file.stem
-            view = asset_dir.name if table == DATA_TABLE else f"{asset_dir.name}_{table}"
-            views.setdefault(view, str(asset_dir / "/".join(["*"] * depth) / file.name))
+            view, glob = _view_of(asset_dir, file)
+            views.setdefault(view, glob)
     return views
+
+
+def _view_of(asset_dir: Path, file: Path) -> tuple[str, str]:
+    """The view a table file belongs to and the glob of that view."""
+    depth = len(file.relative_to(asset_dir).parts) - 1
+    table = file.stem
+    view = asset_dir.name if table == DATA_TABLE else f"{asset_dir.name}_{table}"
+    return view, str(asset_dir / "/".join(["*"] * depth) / file.name)
 
 
 def sql_string(text: str) -> str:
@@ -40,26 +47,61 @@ def view_sql(glob: str) -> str:
     return f"SELECT * FROM read_parquet({sql_string(glob)}, hive_partitioning = true, union_by_name = true)"
 
 
-def catalog_is_current(target: Path, views: dict[str, str]) -> bool:
-    """Whether the catalog file already has exactly these views over these globs. A view over a glob
-    sees new partitions and new columns by itself, so only a new or vanished table needs a rebuild,
-    which reads the footer of every Parquet file in the lake (0.8 s per write in `make demo`)."""
+def _stored_views(target: Path) -> dict[str, str] | None:
+    """View name -> SQL of the catalog file; None where there is none or it cannot be read."""
     import duckdb
 
     if not target.is_file():
-        return False
+        return None
     try:
         con = duckdb.connect(":memory:")  # not connect(target): that reuses a connection this process holds
         try:
             con.execute(f"ATTACH {sql_string(str(target))} AS catalog (READ_ONLY)")
-            stored = dict(con.execute("SELECT view_name, sql FROM duckdb_views() "
-                                      "WHERE database_name = 'catalog' AND NOT internal").fetchall())
+            return dict(con.execute("SELECT view_name, sql FROM duckdb_views() "
+                                    "WHERE database_name = 'catalog' AND NOT internal").fetchall())
         finally:
             con.close()
     except duckdb.Error:  # unreadable: build it again
-        return False
-    return stored.keys() == views.keys() and all(
-        f"read_parquet({sql_string(glob)}" in stored[view] for view, glob in views.items())
+        return None
+
+
+def _covers(stored: dict[str, str], views: dict[str, str]) -> bool:
+    return all(view in stored and f"read_parquet({sql_string(glob)}" in stored[view] for view, glob in views.items())
+
+
+def catalog_is_current(target: Path, views: dict[str, str]) -> bool:
+    """Whether the catalog file already has exactly these views over these globs. A view over a glob
+    sees new partitions and new columns by itself, so only a new or vanished table needs a rebuild,
+    which reads the footer of every Parquet file in the lake (0.8 s per write in `make demo`)."""
+    stored = _stored_views(target)
+    return stored is not None and stored.keys() == views.keys() and _covers(stored, views)
+
+
+# catalog file -> ((inode, size, mtime), its views): what this process last read of it
+_SEEN: dict[Path, tuple[tuple[int, int, int], dict[str, str]]] = {}
+
+
+def catalog_after_write(lake: Path, written: Iterable[Path]) -> Path | None:
+    """The catalog after a write of ``written`` (Parquet files of the lake): rebuilt only when one of
+    them has no view over its glob yet. Most writes store new versions of known tables, so the views
+    this process read of the catalog file are reused while the file is unchanged: a write then neither
+    walks the lake nor opens DuckDB (60 ms per write with the demo lake's 660 files)."""
+    if is_remote(lake):
+        return None
+    target = catalog_path(lake)
+    wanted = dict(_view_of(lake / file.relative_to(lake).parts[0], file) for file in written)
+    try:
+        st = target.stat()
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except FileNotFoundError:
+        key = None
+    seen = _SEEN.get(target)
+    stored = seen[1] if key is not None and seen is not None and seen[0] == key else _stored_views(target)
+    if key is not None and stored is not None and _covers(stored, wanted):
+        _SEEN[target] = (key, stored)
+        return target
+    _SEEN.pop(target, None)
+    return rebuild_catalog(lake)
 
 
 def rebuild_catalog(lake: Path, force: bool = False) -> Path | None:

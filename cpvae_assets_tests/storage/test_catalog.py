@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from cpvae_assets.storage.catalog import discover_tables, rebuild_catalog
+from cpvae_assets.storage.catalog import catalog_after_write, discover_tables, rebuild_catalog
 from cpvae_assets.storage.paths import DATA_FILE, catalog_path, partition_dir, table_file
 from cpvae_assets.storage.sql import query
 from cpvae_assets.storage.tables import write_table
@@ -100,3 +100,36 @@ def test_rebuild_is_skipped_while_the_views_are_current(populated: Path) -> None
     catalog_path(moved).write_bytes(b"not a duckdb file")
     rebuild_catalog(moved)
     assert query(moved, "SELECT k FROM bar")["k"].tolist() == [1]
+
+
+def test_a_write_of_known_tables_neither_walks_the_lake_nor_rebuilds(populated: Path, monkeypatch) -> None:
+    """After a write, the catalog is rebuilt only for a table without a view; a catalog another
+    process replaced, or one that is gone, is read again rather than trusted from memory."""
+    import cpvae_assets.storage.catalog as catalog
+
+    lake = populated
+    path = rebuild_catalog(lake)
+    walks: list[Path] = []
+    monkeypatch.setattr(catalog, "discover_tables", lambda root: walks.append(root) or discover_tables(root))
+    built = path.stat().st_ino
+    for dataset in ("y", "z"):  # new partitions of a known table
+        written = write_table(profiles(2, ["f9"]), table_file(partition_dir(lake, "raw_profiles", dataset)))
+        assert catalog_after_write(lake, [written]) == path
+    assert walks == [] and path.stat().st_ino == built
+    assert query(lake, "SELECT count(*) AS n FROM raw_profiles WHERE dataset = 'z'")["n"].item() == 2
+
+    written = write_table(pd.DataFrame({"k": [1]}), table_file(partition_dir(lake, "bar", "a")))  # a new table
+    catalog_after_write(lake, [written])
+    assert walks == [lake] and path.stat().st_ino != built
+    assert query(lake, "SELECT k FROM bar")["k"].tolist() == [1]
+
+    bar = partition_dir(lake, "bar", "a")
+    (bar / DATA_FILE).rename(lake / "bar.parquet.away")
+    rebuild_catalog(lake)  # as another process would: a new file, without the view of bar
+    (lake / "bar.parquet.away").rename(bar / DATA_FILE)
+    walks.clear()
+    catalog_after_write(lake, [written])
+    assert walks == [lake] and query(lake, "SELECT k FROM bar")["k"].tolist() == [1]
+    path.unlink()
+    catalog_after_write(lake, [written])
+    assert walks == [lake, lake] and query(lake, "SELECT k FROM bar")["k"].tolist() == [1]
