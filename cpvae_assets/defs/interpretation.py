@@ -50,7 +50,7 @@ def latent_traversal(context: dg.AssetExecutionContext, config: TraversalConfig,
     png = plots.traversal_plot(top, f"{dataset} / {model_type}: strongest features per latent feature")
     context.add_output_metadata({"latent_dim": model.latent_dim, "magnitude": config.magnitude,
                                  "traversal": dg.MetadataValue.md(plots.markdown_image(png, "latent traversal"))})
-    return LakeTables(data=table, top=top)
+    return LakeTables(data=table, top=top, figures={"traversal": png})
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="interpretation", kinds={"scipy", "parquet"})
@@ -62,17 +62,16 @@ def feature_group_contributions(context: dg.AssetExecutionContext, config: Contr
     dataset, model_type = dataset_and_model(context)
     active = active_features(latent_traversal, config.active_threshold)
     n_active = int(active["active"].sum())
+    figures = {"active": plots.active_features_plot(active, config.active_threshold, model_type, f"{dataset} / {model_type}")}
     metadata = {"active_latent_features": n_active, "latent_features": len(active),
                 "active_threshold": config.active_threshold,
-                "active": dg.MetadataValue.md(plots.markdown_image(
-                    plots.active_features_plot(active, config.active_threshold, model_type, f"{dataset} / {model_type}"),
-                    "active latent features"))}
+                "active": dg.MetadataValue.md(plots.markdown_image(figures["active"], "active latent features"))}
     if dataset_spec(dataset, lake.landing(dataset)).kind != "cell_painting":
         context.log.info(f"{dataset} is not Cell Painting: no CellProfiler feature groups (see latent_traversal_top)")
         empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in (("latent_feature", str), ("group", str),
                               ("mean_abs_contribution", float), ("features", int), ("share", float), ("grouping", str))})
         context.add_output_metadata({**metadata, "feature_groups": "not applicable: features are genes"})
-        return LakeTables(data=empty, by_feature_group=empty, active=active)
+        return LakeTables(data=empty, by_feature_group=empty, active=active, figures=figures)
     parsed = parse_feature_names(list(dict.fromkeys(latent_traversal["feature"])))
     other = unparsed(parsed)
     if other:
@@ -86,7 +85,7 @@ def feature_group_contributions(context: dg.AssetExecutionContext, config: Contr
                      "heatmap": dg.MetadataValue.md(plots.markdown_image(png, "feature-group heatmap"))})
     context.add_output_metadata(metadata)
     return LakeTables(data=contributions, by_feature_group=group_contributions(latent_traversal, parsed, "feature_group"),
-                      active=active, parsed=parsed)
+                      active=active, parsed=parsed, figures={**figures, "heatmap": png})
 
 
 @dg.asset(partitions_def=dataset_model_partitions, group_name="interpretation", kinds={"numpy", "parquet"})
@@ -101,4 +100,4 @@ def latent_correlation(context: dg.AssetExecutionContext, latent_embeddings: pd.
                                                         f"{summary['mean_abs_correlation']:.3f}")
     context.add_output_metadata({**{k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()},
                                  "heatmap": dg.MetadataValue.md(plots.markdown_image(png, "latent correlation"))})
-    return LakeTables(data=table, summary=pd.DataFrame([summary]))
+    return LakeTables(data=table, summary=pd.DataFrame([summary]), figures={"heatmap": png})

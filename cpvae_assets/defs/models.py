@@ -147,9 +147,11 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, la
         "val_loss_real": float(real), "val_loss_shuffled": float(shuffled), "seconds": round(run.seconds, 2),
         "hyperparameters": json.dumps(used), "tensorflow_threads": json.dumps(tensorflow_threads())})
     # PCA is fitted in one step: a curve of one point would show nothing
-    curves = (plots.markdown_image(plots.training_curves_figure(run.curves, f"{dataset} / {model_type}"), "training curves")
-              if model_type != "pca" else "PCA is fitted in one step: no training curve (see explained_variance)")
-    yield dg.Output(run.curves, output_name="training_curves", metadata={"curves": dg.MetadataValue.md(curves)})
+    png = plots.training_curves_figure(run.curves, f"{dataset} / {model_type}") if model_type != "pca" else None
+    curves = (plots.markdown_image(png, "training curves") if png
+              else "PCA is fitted in one step: no training curve (see explained_variance)")
+    yield dg.Output(LakeTables(data=run.curves, figures={"curves": png} if png else None), output_name="training_curves",
+                    metadata={"curves": dg.MetadataValue.md(curves)})
     yield dg.AssetCheckResult(asset_key="trained_models", check_name="real_beats_shuffled", passed=bool(real < shuffled),
                               metadata={"val_loss_real": float(real), "val_loss_shuffled": float(shuffled)})
     losses = run.curves[[c for c in run.curves.columns if "loss" in c or c in ("kl", "mmd", "reconstruction")]]
@@ -190,4 +192,4 @@ def generation_qc(context: dg.AssetExecutionContext, config: QCConfig, lake: dg.
     png = plots.umap_figure(qc.coords, f"{dataset} / {model_type}: test split")
     context.add_output_metadata({**{k: round(v, 5) for k, v in qc.scores.items()}, "seed": config.seed,
                                  "umap": dg.MetadataValue.md(plots.markdown_image(png, "UMAP"))})
-    return LakeTables(data=pd.DataFrame([qc.scores]), umap=qc.coords)
+    return LakeTables(data=pd.DataFrame([qc.scores]), umap=qc.coords, figures={"umap": png})

@@ -22,7 +22,7 @@ from cpvae_assets.orchestration.partitions import partition_dimensions
 from cpvae_assets.storage.catalog import catalog_after_write
 from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.lake import Lake
-from cpvae_assets.storage.paths import DATA_TABLE
+from cpvae_assets.storage.paths import DATA_TABLE, FIGURE_SUFFIX
 from cpvae_assets.storage.tables import commit_tables, read_table
 from cpvae_assets.storage.version import code_version
 
@@ -40,7 +40,13 @@ def preview(frame: pd.DataFrame, rows: int = 5, columns: int = 12) -> str:
 class LakeTables(dict[str, pd.DataFrame]):
     """Several tables of one asset partition; ``data`` is the one downstream assets load.
 
-    An ``inputs`` attribute (name -> sha256) names inputs the IO manager does not load (landing files)."""
+    An ``inputs`` attribute (name -> sha256) names inputs the IO manager does not load (landing files).
+    ``figures`` (name -> PNG) are stored beside the tables as ``<name>.png``: the figure the UI shows
+    is the one the report embeds, drawn once."""
+
+    def __init__(self, *args, figures: dict[str, bytes] | None = None, **tables: pd.DataFrame) -> None:
+        super().__init__(*args, **tables)
+        self.figures = dict(figures or {})
 
 
 class LakeIOManager(dg.ConfigurableIOManager):
@@ -65,8 +71,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         folder = self.lake.folder(*self._where(context))
         # not getattr on a DataFrame: that would return a column named "inputs"
         meta = provenance(context, getattr(obj, "inputs", {}) if isinstance(obj, LakeTables) else {})
-        stored = commit_tables(folder, tables, meta)
-        catalog_after_write(self.lake.root, stored)
+        stored = commit_tables(folder, tables, meta, tables.figures)
+        catalog_after_write(self.lake.root, [p for p in stored if p.suffix != FIGURE_SUFFIX])
         data = tables[DATA_TABLE]
         context.add_output_metadata({"path": dg.MetadataValue.path(str(folder)),
                                      "tables": ", ".join(sorted(tables)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pandas as pd
 from cpvae_assets.schema import MODEL_TYPES, feature_columns
 from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.lake import Lake
-from cpvae_assets.storage.paths import DATA_TABLE
+from cpvae_assets.storage.paths import DATA_TABLE, figure_file
 
 PER_DATASET = ("normalised_splits", "moa_groups")
 # (asset, table) per model type; every one must exist for a model type that has a trained model
@@ -19,6 +20,11 @@ PER_MODEL = (("trained_models", "data"), ("training_curves", "data"), ("generati
              ("feature_group_contributions", "active"), ("latent_correlation", "data"),
              ("latent_correlation", "summary"), ("lsa_zscores", "data"), ("lsa_zscores", "summary"),
              ("lsa_distances", "map"), ("method_comparison", "data"))
+# (asset, figure) per model type, embedded as the asset drew it (drawn here from its table where the
+# partition has none, as one stored by an older version)
+FIGURES = (("training_curves", "curves"), ("generation_qc", "umap"), ("latent_traversal", "traversal"),
+           ("feature_group_contributions", "heatmap"), ("feature_group_contributions", "active"),
+           ("latent_correlation", "heatmap"))
 
 
 def report_inputs() -> list[tuple[str, str]]:
@@ -42,9 +48,15 @@ class ReportData:
     tables: dict[tuple[str, str, str], pd.DataFrame]  # (asset, table, model_type) -> frame
     files: list[dict] = field(default_factory=list)  # provenance of every Parquet file read
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # model type -> assets not materialised
+    figures: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # (asset, figure, model_type) -> PNG
 
     def table(self, asset: str, name: str, model_type: str) -> pd.DataFrame:
         return self.tables[(asset, name, model_type)]
+
+    def figure(self, asset: str, name: str, model_type: str, draw: Callable[[], bytes]) -> bytes:
+        """The PNG the asset stored, else ``draw()``."""
+        stored = self.figures.get((asset, name, model_type))
+        return stored if stored is not None else draw()
 
     def stacked(self, asset: str, name: str = "data") -> pd.DataFrame:
         """One table of every model type, with a ``model_type`` column first."""
@@ -86,7 +98,14 @@ def collect(lake: Lake, dataset: str, kind: str) -> ReportData:
     splits = _read(lake, files, "normalised_splits", dataset, None, columns=[c for c in names if c not in set(features)])
     groups = _read(lake, files, "moa_groups", dataset, None)
     tables = {}
+    figures = {}
     for m in model_types:
         for asset, name in PER_MODEL:
             tables[(asset, name, m)] = _read(lake, files, asset, dataset, m, name)
-    return ReportData(dataset, kind, splits, len(features), groups, model_types, tables, files, incomplete)
+        for asset, name in FIGURES:
+            path = figure_file(lake.folder(asset, dataset, m), name)
+            if path.is_file():
+                figures[(asset, name, m)] = path.read_bytes()
+                files.append({"asset": asset, "model_type": m, "table": path.name, "sha256": sha256_of(path),
+                              "code_version": "", "config": "", "input_files": 0})
+    return ReportData(dataset, kind, splits, len(features), groups, model_types, tables, files, incomplete, figures)

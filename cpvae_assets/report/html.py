@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -79,8 +80,9 @@ def _training_section(data: ReportData) -> str:
             parts.append("<p class='note'>PCA is fitted in one step: no training curve; its explained variance is "
                          "in the table above.</p>")
             continue
-        parts.append(_figure(training_curves_figure(data.table("training_curves", "data", m), f"{data.dataset} / {m}"),
-                             f"Training curves, {m}"))
+        png = data.figure("training_curves", "curves", m,
+                          lambda: training_curves_figure(data.table("training_curves", "data", m), f"{data.dataset} / {m}"))
+        parts.append(_figure(png, f"Training curves, {m}"))
     return "".join(parts)
 
 
@@ -88,9 +90,15 @@ def _generation_section(data: ReportData) -> str:
     parts = [("<h2>Generation QC</h2><p class='note'>Test split: reconstruction error, and how far simulated "
              "profiles (decoded prior samples) are from real ones.</p>"), _table(data.stacked("generation_qc"))]
     for m in data.model_types:
-        parts.append(_figure(umap_figure(data.table("generation_qc", "umap", m), f"{data.dataset} / {m}"),
-                             f"UMAP of real, reconstructed and simulated test profiles, {m}"))
+        png = data.figure("generation_qc", "umap", m, lambda: umap_figure(data.table("generation_qc", "umap", m),
+                                                                          f"{data.dataset} / {m}"))
+        parts.append(_figure(png, f"UMAP of real, reconstructed and simulated test profiles, {m}"))
     return "".join(parts)
+
+
+def _heatmap(groups: pd.DataFrame, dataset: str, model_type: str) -> bytes:
+    matrix = contribution_matrix(groups)
+    return feature_group_heatmap(matrix, *cluster_order(matrix), f"{dataset} / {model_type}")
 
 
 def _interpretation_section(data: ReportData) -> str:
@@ -108,17 +116,19 @@ def _interpretation_section(data: ReportData) -> str:
         active = data.table("feature_group_contributions", "active", m)
         groups = data.table("feature_group_contributions", "data", m)
         if len(groups):
-            matrix = contribution_matrix(groups)
-            rows_link, cols_link = cluster_order(matrix)
-            parts.append(_figure(feature_group_heatmap(matrix, rows_link, cols_link, f"{data.dataset} / {m}"),
+            parts.append(_figure(data.figure("feature_group_contributions", "heatmap", m, partial(_heatmap, groups, data.dataset, m)),
                                  f"Feature-group contributions per latent feature, {m} (Figure 4)"))
         else:
-            parts.append(_figure(traversal_plot(data.table("latent_traversal", "top", m), f"{data.dataset} / {m}"),
+            top = data.table("latent_traversal", "top", m)
+            parts.append(_figure(data.figure("latent_traversal", "traversal", m, partial(traversal_plot, top, f"{data.dataset} / {m}")),
                                  f"Strongest genes per latent feature, {m}"))
-        parts.append(_figure(active_features_plot(active, float(active["threshold"].iloc[0]), m, f"{data.dataset} / {m}"),
-                             f"Active latent features, {m}"))
-        parts.append(_figure(correlation_heatmap(correlation_matrix(data.table("latent_correlation", "data", m)),
-                                                 f"{data.dataset} / {m}"), f"Latent feature correlation, {m}"))
+        threshold = float(active["threshold"].iloc[0])
+        png = data.figure("feature_group_contributions", "active", m,
+                          partial(active_features_plot, active, threshold, m, f"{data.dataset} / {m}"))
+        parts.append(_figure(png, f"Active latent features, {m}"))
+        png = data.figure("latent_correlation", "heatmap", m, lambda: correlation_heatmap(
+            correlation_matrix(data.table("latent_correlation", "data", m)), f"{data.dataset} / {m}"))
+        parts.append(_figure(png, f"Latent feature correlation, {m}"))
     return "".join(parts)
 
 

@@ -84,6 +84,14 @@ def table_file(folder: Path, table: str = DATA_TABLE) -> Path:
     return folder / f"{check_name(table, 'table name')}{TABLE_SUFFIX}"
 
 
+FIGURE_SUFFIX = ".png"
+
+
+def figure_file(folder: Path, name: str) -> Path:
+    """The PNG of one figure of a partition folder, drawn by the asset that stored its tables."""
+    return folder / f"{check_name(name, 'figure name')}{FIGURE_SUFFIX}"
+
+
 def catalog_path(lake: Path) -> Path:
     return lake / "cpvae.duckdb"
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cpvae_assets.storage.paths import DATA_TABLE, is_remote, table_file
+from cpvae_assets.storage.paths import DATA_TABLE, FIGURE_SUFFIX, figure_file, is_remote, table_file
 
 
 class DiskFullError(OSError):
@@ -134,12 +134,21 @@ def _remote_atomic_path(target: Path) -> Iterator[Path]:
         local.unlink(missing_ok=True)
 
 
-def commit_tables(folder: Path, tables: dict[str, pd.DataFrame], meta: dict[str, object]) -> list[Path]:
-    """Write every table to a hidden file, then rename them into place (side tables first, ``data``
-    last): a crash while writing leaves the previous version of every table in place."""
+def commit_tables(folder: Path, tables: dict[str, pd.DataFrame], meta: dict[str, object],
+                  figures: Mapping[str, bytes] | None = None) -> list[Path]:
+    """Write every table (and figure, ``<name>.png``) to a hidden file, then rename them into place
+    (figures and side tables first, ``data`` last): a crash while writing leaves the previous version
+    of every file in place. A figure the partition no longer has is removed after the renames."""
     token = uuid.uuid4().hex
     staged: list[tuple[Path, Path]] = []
+    figures = dict(figures or {})
     try:
+        for name, png in figures.items():
+            target = figure_file(folder, name)
+            hidden = folder / f".{target.name}.staged-{token}"
+            with atomic_path(hidden) as tmp:  # fsync'd, and a full disk named, as a table's write
+                tmp.write_bytes(png)
+            staged.append((hidden, target))
         for name in sorted(tables, key=lambda n: n == DATA_TABLE):
             target = table_file(folder, name)
             staged.append((write_table(tables[name], folder / f".{target.name}.staged-{token}", meta), target))
@@ -148,4 +157,8 @@ def commit_tables(folder: Path, tables: dict[str, pd.DataFrame], meta: dict[str,
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+    kept = {figure_file(folder, name).name for name in figures}
+    for old in folder.glob(f"*{FIGURE_SUFFIX}"):
+        if old.name not in kept and not old.name.startswith("."):
+            old.unlink(missing_ok=True)
     return [target for _, target in staged]

@@ -4,6 +4,7 @@ AnnData export and the Dagster UI's GraphQL endpoint, all on one materialised la
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -102,6 +103,9 @@ def test_interpretation_assets_store_tables_and_plots(pipeline: Materialised) ->
         meta = _metadata(run, asset)
         assert "data:image/png;base64," in meta[key].value, (asset, key)
         assert meta["dagster/row_count"].value > 0 and "|" in meta["preview"].value, asset
+        png = pipeline.lake / asset / f"dataset={CP}" / "model_type=beta" / f"{key}.png"
+        if asset != "lsa_zscores":  # stored beside the tables: the figure the UI shows is the report's
+            assert base64.b64encode(png.read_bytes()).decode() in meta[key].value, (asset, key)
     traversal = query(pipeline.lake, "SELECT dataset, model_type, count(*) AS n, count(DISTINCT latent_feature) AS k "
                                      "FROM latent_traversal GROUP BY ALL ORDER BY ALL")
     # every latent feature x every input feature, CP: 60 features; L1000: 978 genes
@@ -187,6 +191,27 @@ def test_report_renders_every_figure_in_a_browser(pipeline: Materialised, tmp_pa
     assert (int(check.group(1)), int(check.group(2))) == (expected, expected)
     console = [line for line in log.splitlines() if "CONSOLE" in line and ("Error" in line or "Uncaught" in line)]
     assert console == []
+
+
+def test_the_report_embeds_the_figures_the_assets_stored(pipeline: Materialised, tmp_path: Path) -> None:
+    """Drawn once, by the asset; a partition stored without its figures (an older version) gets them
+    drawn from its tables."""
+    from cpvae_assets.ingestion.registry import dataset_spec
+    from cpvae_assets.report import collect, render
+    from cpvae_assets.storage.lake import Lake
+
+    text = (pipeline.lake / "report" / f"dataset={CP}" / "report.html").read_text()
+    stored = sorted(pipeline.lake.glob(f"*/dataset={CP}/model_type=*/*.png"))
+    # beta: curves, UMAP, traversal, feature-group heatmap, active features, correlation; PCA: no curves
+    assert len(stored) == 6 + 5
+    embedded = [p for p in stored if base64.b64encode(p.read_bytes()).decode() in text]
+    assert len(embedded) == FIGURES_PER_MODEL * 2 - 1, [p.relative_to(pipeline.lake) for p in stored]
+    assert not any(p.parts[-3] == "latent_traversal" for p in embedded)  # Cell Painting: the heatmap instead
+    copy = tmp_path / "lake"
+    shutil.copytree(pipeline.lake, copy, ignore=shutil.ignore_patterns("*.png", "dagster_home"))
+    kind = dataset_spec(CP, copy / "landing" / CP).kind
+    drawn = render(collect(Lake.at(copy), CP, kind))
+    assert drawn.count('<img class="figure"') == text.count('<img class="figure"') == FIGURES_PER_MODEL * 2 - 1 + 1
 
 
 def test_report_cli_writes_one_file_and_refuses_to_overwrite(pipeline: Materialised, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cpvae_assets.storage.paths import DATA_FILE, partition_dir, table_file
-from cpvae_assets.storage.tables import atomic_path, column_names, read_metadata, read_table, write_table
+from cpvae_assets.storage.tables import atomic_path, column_names, commit_tables, read_metadata, read_table, write_table
 from cpvae_assets_tests.support.lake_tables import hidden_files, profiles
 
 # --------------------------------------------------------------------------- Parquet storage
@@ -76,3 +76,29 @@ def test_atomic_path_failure_without_previous_file_leaves_nothing(tmp_path: Path
         tmp.write_bytes(b"whole")
     assert target.read_bytes() == b"whole"
     assert list(target.parent.iterdir()) == [target]
+
+
+def test_a_partition_commits_its_figures_with_its_tables(lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures are staged and renamed with the tables: a failed write keeps the old PNG and tables;
+    a figure the new version does not have is removed."""
+    folder = partition_dir(lake, "generation_qc", "a")
+    old = {"data": profiles(3, ["f1"], seed=1), "umap": profiles(4, ["f2"], seed=2)}
+    commit_tables(folder, old, {"version": 1}, {"umap": b"\x89PNG old", "extra": b"\x89PNG gone soon"})
+    assert sorted(p.name for p in folder.iterdir()) == [DATA_FILE, "extra.png", "umap.parquet", "umap.png"]
+
+    def broken(table, where, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)
+    with pytest.raises(OSError, match="disk full"):
+        commit_tables(folder, {"data": profiles(9, ["f1"])}, {"version": 2}, {"umap": b"\x89PNG new"})
+    monkeypatch.undo()
+    assert (folder / "umap.png").read_bytes() == b"\x89PNG old" and (folder / "extra.png").is_file()
+    pd.testing.assert_frame_equal(read_table(table_file(folder)), old["data"])
+    assert hidden_files(folder) == []
+
+    commit_tables(folder, {"data": profiles(2, ["f1"])}, {"version": 3}, {"umap": b"\x89PNG new"})
+    assert (folder / "umap.png").read_bytes() == b"\x89PNG new" and not (folder / "extra.png").exists()
+    assert hidden_files(folder) == []
+    with pytest.raises(ValueError, match="figure name"):
+        commit_tables(folder, {"data": profiles(2, ["f1"])}, {}, {"../escape": b"x"})
