@@ -62,7 +62,8 @@ def feature_group_contributions(context: dg.AssetExecutionContext, config: Contr
     dataset, model_type = dataset_and_model(context)
     active = active_features(latent_traversal, config.active_threshold)
     n_active = int(active["active"].sum())
-    figures = {"active": plots.active_features_plot(active, config.active_threshold, model_type, f"{dataset} / {model_type}")}
+    title = f"{dataset} / {model_type}"
+    figures = {"active": plots.active_features_plot(active, config.active_threshold, model_type, title)}
     metadata = {"active_latent_features": n_active, "latent_features": len(active),
                 "active_threshold": config.active_threshold,
                 "active": dg.MetadataValue.md(plots.markdown_image(figures["active"], "active latent features"))}

@@ -46,7 +46,7 @@ class ReportData:
     groups: pd.DataFrame
     model_types: list[str]
     tables: dict[tuple[str, str, str], pd.DataFrame]  # (asset, table, model_type) -> frame
-    files: list[dict] = field(default_factory=list)  # provenance of every Parquet file read
+    files: list[dict] = field(default_factory=list)  # provenance of every file read (Parquet, PNG)
     incomplete: dict[str, list[str]] = field(default_factory=dict)  # model type -> assets not materialised
     figures: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # (asset, figure, model_type) -> PNG
 

@@ -116,12 +116,12 @@ def _interpretation_section(data: ReportData) -> str:
         active = data.table("feature_group_contributions", "active", m)
         groups = data.table("feature_group_contributions", "data", m)
         if len(groups):
-            parts.append(_figure(data.figure("feature_group_contributions", "heatmap", m, partial(_heatmap, groups, data.dataset, m)),
-                                 f"Feature-group contributions per latent feature, {m} (Figure 4)"))
+            png = data.figure("feature_group_contributions", "heatmap", m, partial(_heatmap, groups, data.dataset, m))
+            parts.append(_figure(png, f"Feature-group contributions per latent feature, {m} (Figure 4)"))
         else:
             top = data.table("latent_traversal", "top", m)
-            parts.append(_figure(data.figure("latent_traversal", "traversal", m, partial(traversal_plot, top, f"{data.dataset} / {m}")),
-                                 f"Strongest genes per latent feature, {m}"))
+            png = data.figure("latent_traversal", "traversal", m, partial(traversal_plot, top, f"{data.dataset} / {m}"))
+            parts.append(_figure(png, f"Strongest genes per latent feature, {m}"))
         threshold = float(active["threshold"].iloc[0])
         png = data.figure("feature_group_contributions", "active", m,
                           partial(active_features_plot, active, threshold, m, f"{data.dataset} / {m}"))
