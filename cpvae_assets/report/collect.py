@@ -106,6 +106,7 @@ def collect(lake: Lake, dataset: str, kind: str) -> ReportData:
             path = figure_file(lake.folder(asset, dataset, m), name)
             if path.is_file():
                 figures[(asset, name, m)] = path.read_bytes()
-                files.append({"asset": asset, "model_type": m, "table": path.name, "sha256": sha256_of(path),
-                              "code_version": "", "config": "", "input_files": 0})
+                # committed with the partition's tables: their provenance is the figure's
+                table = next(f for f in files if (f["asset"], f["model_type"]) == (asset, m))
+                files.append({**table, "table": path.name, "sha256": sha256_of(path)})
     return ReportData(dataset, kind, splits, len(features), groups, model_types, tables, files, incomplete, figures)

@@ -173,8 +173,8 @@ def _provenance_section(data: ReportData, provenance: dict[str, str], runs: dict
     extra = "".join(f"<li>{html.escape(k)}: <code>{html.escape(str(v))}</code></li>" for k, v in provenance.items())
     return ("<h2>How these numbers were produced</h2>"
             f"<ul><li>cpvae {html.escape(code_version())} (this report)</li>{extra}</ul><h3>Models and seeds</h3>" + _table(seeds)
-            + "<h3>Every table read: the run that wrote it, its code version, its op config (seeds) and the "
-            "SHA-256 of the file</h3>" + _table(files))
+            + "<h3>Every table and figure read: the run that wrote it, its code version, its op config (seeds) and "
+            "the SHA-256 of the file</h3>" + _table(files))
 
 
 def render(data: ReportData, provenance: dict[str, str] | None = None,

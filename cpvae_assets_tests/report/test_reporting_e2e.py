@@ -207,6 +207,12 @@ def test_the_report_embeds_the_figures_the_assets_stored(pipeline: Materialised,
     embedded = [p for p in stored if base64.b64encode(p.read_bytes()).decode() in text]
     assert len(embedded) == FIGURES_PER_MODEL * 2 - 1, [p.relative_to(pipeline.lake) for p in stored]
     assert not any(p.parts[-3] == "latent_traversal" for p in embedded)  # Cell Painting: the heatmap instead
+    from cpvae_assets.storage.sql import query
+
+    read = query(pipeline.lake, f"SELECT f.asset, f.model_type, f.sha256, f.code_version, t.code_version AS tables "
+                                f"FROM report f JOIN report t USING (dataset, asset, model_type) WHERE f.dataset = '{CP}' "
+                                "AND f.\"table\" LIKE '%.png' AND t.\"table\" NOT LIKE '%.png'").drop_duplicates()
+    assert len(read) == len(stored) and (read["code_version"] == read["tables"]).all() and read["code_version"].str.len().min() > 0
     copy = tmp_path / "lake"
     shutil.copytree(pipeline.lake, copy, ignore=shutil.ignore_patterns("*.png", "dagster_home"))
     kind = dataset_spec(CP, copy / "landing" / CP).kind
