@@ -28,14 +28,18 @@ def cached_umap():
     import umap
     from numba.core.dispatcher import Dispatcher
 
-    dispatchers = [value for name, module in list(sys.modules.items()) if name.partition(".")[0] in ("umap", "pynndescent")
-                   for value in list(vars(module).values()) if isinstance(value, Dispatcher)]
+    _cache_on_disk([value for name, module in list(sys.modules.items()) if name.partition(".")[0] in ("umap", "pynndescent")
+                    for value in list(vars(module).values()) if isinstance(value, Dispatcher)])
+    return umap
+
+
+def _cache_on_disk(dispatchers) -> None:
+    """numba's disk cache for these compiled functions, where numba finds a writable cache folder."""
     try:
         for dispatcher in dispatchers:
             dispatcher.enable_caching()
-    except RuntimeError:  # "cannot cache function ...: no locator available"
+    except RuntimeError:  # "cannot cache function ...: no locator available": compile in each process
         pass
-    return umap
 
 
 @cache
@@ -56,10 +60,7 @@ def _distances():
         return out
 
     compiled = numba.njit(fastmath=True)(pairwise)
-    try:
-        compiled.enable_caching()
-    except RuntimeError:  # no writable cache folder: compile in each process, as cached_umap
-        pass
+    _cache_on_disk([compiled])
     return compiled
 
 
@@ -98,15 +99,18 @@ def generation_qc(model: LatentModel, test: np.ndarray, profile_ids: list[str], 
     # below umap's small-data size its metric="euclidean" computes every distance too; precomputed
     # distances give the same graph, layout and transform without its per-pair loop
     exact = len(test) < UMAP_SMALL_DATA
-    distances = _distances()
+
+    def umap_input(data: np.ndarray) -> np.ndarray:  # the profiles, or their distances to the test split
+        return _distances()(data, test) if exact else data
+
     reducer = umap.UMAP(n_neighbors=min(15, len(test) - 1), random_state=seed, n_jobs=1,
                         metric="precomputed" if exact else "euclidean")
     frames = []
     with warnings.catch_warnings():  # "transforming new data with precomputed metric": distances to the test split
         warnings.filterwarnings("ignore", message=".*precomputed.*", category=UserWarning)
-        reducer.fit(distances(test, test) if exact else test)
+        reducer.fit(umap_input(test))
         for kind, data, ids in (("real", test, profile_ids), ("reconstructed", reconstructed, profile_ids),
                                 ("simulated", simulated, [f"simulated:{i}" for i in range(len(simulated))])):
-            xy = reducer.embedding_ if kind == "real" else reducer.transform(distances(data, test) if exact else data)
+            xy = reducer.embedding_ if kind == "real" else reducer.transform(umap_input(data))
             frames.append(pd.DataFrame({"kind": kind, "profile_id": ids, "umap_1": xy[:, 0], "umap_2": xy[:, 1]}))
     return GenerationQC(scores, pd.concat(frames, ignore_index=True))

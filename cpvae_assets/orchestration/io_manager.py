@@ -22,7 +22,7 @@ from cpvae_assets.orchestration.partitions import partition_dimensions
 from cpvae_assets.storage.catalog import catalog_after_write
 from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.lake import Lake
-from cpvae_assets.storage.paths import DATA_TABLE, FIGURE_SUFFIX
+from cpvae_assets.storage.paths import DATA_TABLE
 from cpvae_assets.storage.tables import commit_tables, read_table
 from cpvae_assets.storage.version import code_version
 
@@ -72,7 +72,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         # not getattr on a DataFrame: that would return a column named "inputs"
         meta = provenance(context, getattr(obj, "inputs", {}) if isinstance(obj, LakeTables) else {})
         stored = commit_tables(folder, tables, meta, tables.figures)
-        catalog_after_write(self.lake.root, [p for p in stored if p.suffix != FIGURE_SUFFIX])
+        catalog_after_write(self.lake.root, stored)
         data = tables[DATA_TABLE]
         context.add_output_metadata({"path": dg.MetadataValue.path(str(folder)),
                                      "tables": ", ".join(sorted(tables)),

@@ -82,14 +82,15 @@ _SEEN: dict[Path, tuple[tuple[int, int, int], dict[str, str]]] = {}
 
 
 def catalog_after_write(lake: Path, written: Iterable[Path]) -> Path | None:
-    """The catalog after a write of ``written`` (Parquet files of the lake): rebuilt only when one of
-    them has no view over its glob yet. Most writes store new versions of known tables, so the views
+    """The catalog after a write of ``written`` (files of the lake; only Parquet tables have views):
+    rebuilt only when one of them has no view over its glob yet. Most writes store new versions of known tables, so the views
     this process read of the catalog file are reused while the file is unchanged: a write then neither
     walks the lake nor opens DuckDB (60 ms per write with the demo lake's 660 files)."""
     if is_remote(lake):
         return None
     target = catalog_path(lake)
-    wanted = dict(_view_of(lake / file.relative_to(lake).parts[0], file) for file in written)
+    wanted = dict(_view_of(lake / file.relative_to(lake).parts[0], file) for file in written
+                  if file.suffix == TABLE_SUFFIX)
     try:
         st = target.stat()
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
