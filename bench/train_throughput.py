@@ -43,17 +43,16 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from keras import ops  # noqa: E402
 
 from cpvae_assets.models import tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
 from cpvae_assets.models.compiled import use_chains  # noqa: E402
-from cpvae_assets.models.stack import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE  # noqa: E402
 from cpvae_assets.models.trainer import StackMember, train_stack  # noqa: E402
 from cpvae_assets.models.training import column_shuffled  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from keras_reference import EpochStamps, PaperVAE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -94,83 +93,6 @@ def training_flops(shape: Shape) -> float:
     f, h, lat = shape.features, shape.hidden_dim, shape.latent_dim
     forward = f * h + 2 * h * lat + lat * h + h * f
     return 2.0 * (forward + forward + (forward - f * h))
-
-
-# ---------------------------------------------------------------- the reference: plain Keras
-
-
-class Sampling(keras.layers.Layer):
-    """z = mean + exp(log_var / 2) * eps, eps ~ N(0, I)."""
-
-    def __init__(self, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, inputs):
-        z_mean, z_log_var = inputs
-        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * eps
-
-
-class PaperVAE(keras.Model):
-    """The paper's VAE as a subclassed Keras model: same layers as the project's exported models
-    (Dense -> BatchNormalization -> LeakyReLU(0.3) -> z_mean / z_log_var; Dense -> LeakyReLU ->
-    Dense sigmoid), loss = squared error summed over features + beta x KL, averaged over the batch."""
-
-    def __init__(self, n_in: int, hidden: int, latent: int, beta: float, batch_norm: bool = True, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.beta = beta
-        inputs = keras.Input((n_in,))
-        h = keras.layers.Dense(hidden)(inputs)
-        if batch_norm:
-            h = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM)(h)
-        h = keras.layers.LeakyReLU(LEAKY_SLOPE)(h)
-        self.encoder = keras.Model(inputs, [keras.layers.Dense(latent)(h), keras.layers.Dense(latent)(h)], name="encoder")
-        z = keras.Input((latent,))
-        h = keras.layers.LeakyReLU(LEAKY_SLOPE)(keras.layers.Dense(hidden)(z))
-        self.decoder = keras.Model(z, keras.layers.Dense(n_in, activation="sigmoid")(h), name="decoder")
-        self.sampling = Sampling(seed)
-        self.trackers = [keras.metrics.Mean(name=n) for n in ("loss", "reconstruction", "kl")]
-
-    def call(self, x, training=False):
-        z_mean, z_log_var = self.encoder(x, training=training)
-        return self.decoder(self.sampling([z_mean, z_log_var]), training=training), z_mean, z_log_var
-
-    def _vae_losses(self, x, training):
-        reconstruction, z_mean, z_log_var = self(x, training=training)
-        recon = ops.mean(ops.sum(ops.square(x - reconstruction), axis=-1))
-        kl = ops.mean(-0.5 * ops.sum(1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1))
-        return recon + self.beta * kl, recon, kl
-
-    def _record(self, parts):
-        for tracker, value in zip(self.trackers, parts):
-            tracker.update_state(value)
-        return {t.name: t.result() for t in self.trackers}
-
-    @property
-    def metrics(self):
-        return self.trackers
-
-    def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            parts = self._vae_losses(x, training=True)
-        grads = tape.gradient(parts[0], self.trainable_weights)
-        self.optimizer.apply(grads, self.trainable_weights)
-        return self._record(parts)
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._record(self._vae_losses(x, training=False))
-
-
-class EpochStamps(keras.callbacks.Callback):
-    def __init__(self, clock):
-        super().__init__()
-        self.clock = clock
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.clock.stamp()
 
 
 # ---------------------------------------------------------------- measuring
@@ -225,6 +147,7 @@ class Row:
     op_determinism: bool
     note: str = ""
     val_loss: float | None = None  # mean over members of the last epoch's validation loss
+    round: int = 1  # --rounds: which pass over the configurations
 
     @property
     def timed(self) -> float:
@@ -364,33 +287,67 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def references(rows: list[Row]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per shape, the mean over the runs of the faster Keras configuration (first and last of the run,
-    so drift shows): the project's threads or TensorFlow's defaults, whichever suits plain Keras."""
-    ref, ref_cpu = {}, {}
-    for key in {r.shape.key for r in rows if r.config in KERAS_CONFIGS}:
-        by_config = {c: [r for r in rows if r.config == c and r.shape.key == key] for c in KERAS_CONFIGS}
-        best = max((runs for runs in by_config.values() if runs), key=lambda runs: statistics.mean(r.profiles_per_second for r in runs))
-        ref[key] = statistics.mean(r.profiles_per_second for r in best)
-        ref_cpu[key] = statistics.mean(r.profiles_per_cpu_second for r in best)
-    return ref, ref_cpu
+def _reference(rows: list[Row]) -> tuple[float, float] | None:
+    """Profiles/s and profiles per CPU-s of the faster Keras configuration among ``rows`` (mean over its
+    runs): the project's threads or TensorFlow's defaults, whichever suits plain Keras."""
+    by_config = [[r for r in rows if r.config == c] for c in KERAS_CONFIGS]
+    runs = [group for group in by_config if group]
+    if not runs:
+        return None
+    best = max(runs, key=lambda group: statistics.mean(r.profiles_per_second for r in group))
+    return (statistics.mean(r.profiles_per_second for r in best),
+            statistics.mean(r.profiles_per_cpu_second for r in best))
+
+
+def references(rows: list[Row]) -> dict[tuple[str, int], tuple[float, float]]:
+    """Per shape and round, the Keras reference of that round (its first and last runs, so drift within
+    the round shows); a round without Keras rows takes the reference of the whole run. A speed-up is
+    taken against the reference of its own round: on a shared machine the speed drifts by tens of
+    per cent over minutes, and a stack row compared with Keras measured minutes away shows the drift."""
+    out = {}
+    for key in {r.shape.key for r in rows}:
+        of_shape = [r for r in rows if r.shape.key == key]
+        whole = _reference(of_shape)
+        for rnd in {r.round for r in of_shape}:
+            ref = _reference([r for r in of_shape if r.round == rnd]) or whole
+            if ref is not None:
+                out[(key, rnd)] = ref
+    return out
+
+
+def paired(rows: list[Row]) -> str:
+    """Per shape and stack configuration, the speed-up in each round against that round's Keras, with the
+    median and range over the rounds: the figure to quote, since each ratio is measured side by side."""
+    ref = references(rows)
+    lines = ["| shape | config | K | rounds | speed-up per round | median | min-max |", "|---|---|---|---|---|---|---|"]
+    stack_configs = dict.fromkeys(r.config for r in rows if r.config not in KERAS_CONFIGS)
+    for key in dict.fromkeys(r.shape.key for r in rows):
+        for config in stack_configs:
+            ratios = [r.profiles_per_second / ref[(key, r.round)][0] for r in rows
+                      if r.shape.key == key and r.config == config and (key, r.round) in ref]
+            if ratios:
+                lines.append(f"| {key} | {config} | {CONFIGS[config]} | {len(ratios)} | "
+                             f"{', '.join(f'{x:.2f}x' for x in ratios)} | {statistics.median(ratios):.2f}x | "
+                             f"{min(ratios):.2f}-{max(ratios):.2f}x |")
+    return "\n".join(lines)
 
 
 def table(rows: list[Row], peak_gflops: float) -> str:
-    head = ("| shape | config | K | train rows | batch | timed epochs | s/epoch (mean) | s/epoch (min-max) "
+    head = ("| shape | round | config | K | train rows | batch | timed epochs | s/epoch (mean) | s/epoch (min-max) "
             "| model-profiles/s | speed-up vs (a) | matmul GFLOP/s | % of matmul peak | per CPU-s | speed-up per CPU-s "
             "| warm-up epoch s | CPU cores used | other procs' cores | RSS before MB | config peak RSS MB | val loss "
             "| op determinism | note |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    ref, ref_cpu = references(rows)
+    ref = references(rows)
     for r in rows:
         label = {"keras": "(a) keras fit", "kerastf": "(a) keras fit, TF threads"}.get(
             r.config, f"{'(b)' if r.k == 1 else '(c)'} train_stack")
-        speed = f"{r.profiles_per_second / ref[r.shape.key]:.2f}x" if r.shape.key in ref else "n/a"
-        speed_cpu = f"{r.profiles_per_cpu_second / ref_cpu[r.shape.key]:.2f}x" if r.shape.key in ref_cpu else "n/a"
+        ref_speed, ref_cpu = ref.get((r.shape.key, r.round), (None, None))
+        speed = f"{r.profiles_per_second / ref_speed:.2f}x" if ref_speed else "n/a"
+        speed_cpu = f"{r.profiles_per_cpu_second / ref_cpu:.2f}x" if ref_cpu else "n/a"
         gflops = r.profiles_per_second * training_flops(r.shape) / 1e9
         lines.append(
-            f"| {r.shape.key} | {label} | {r.k} | {r.train_rows:,} | {r.shape.batch_size} | {len(r.epoch_seconds)} "
+            f"| {r.shape.key} | {r.round} | {label} | {r.k} | {r.train_rows:,} | {r.shape.batch_size} | {len(r.epoch_seconds)} "
             f"| {statistics.mean(r.epoch_seconds):.2f} | {min(r.epoch_seconds):.2f}-{max(r.epoch_seconds):.2f} "
             f"| {r.profiles_per_second:,.0f} | {speed} | {gflops:.0f} | {100 * gflops / peak_gflops:.0f}% "
             f"| {r.profiles_per_cpu_second:,.0f} | {speed_cpu} | {r.warmup_seconds:.1f} "
@@ -408,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default="cp5,l1000", help="comma-separated subset of: " + ",".join(SHAPES))
     parser.add_argument("--configs", default=DEFAULT_CONFIGS,
                         help=f"comma-separated, run in this order (repeats allowed), from: {','.join(CONFIGS)} (default {DEFAULT_CONFIGS})")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the configurations this many times per shape; each speed-up against its own round's Keras")
     parser.add_argument("--rows", type=int, default=None, help="override the row count of every shape")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keras-deterministic", action="store_true",
@@ -426,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown configs {unknown}; choose from {list(CONFIGS)}")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     run = _common.Run(_common.command_line("train_throughput.py"))
     threads = tensorflow_threads()
@@ -444,11 +405,12 @@ def main(argv: list[str] | None = None) -> int:
               f"batch {shape.batch_size}, latent {shape.latent_dim}, hidden {shape.hidden_dim}, beta {shape.beta}, "
               f"lr {shape.learning_rate}, 1 warm-up + {timed} timed epochs, "
               f"{training_flops(shape) / 1e6:.2f} MFLOP per profile per training step", flush=True)
-        for config in configs:
+        for rnd, config in ((rnd, c) for rnd in range(1, args.rounds + 1) for c in configs):
             row = (measure_in_child(shape, config, n, timed, args.seed, args.keras_deterministic) if config == "kerastf"
                    else measure(shape, config, train, val, timed, args.seed, args.keras_deterministic))
+            row.round = rnd
             rows.append(row)
-            print(f"  {config:>6}: {statistics.mean(row.epoch_seconds):7.2f} s/epoch "
+            print(f"  {rnd}:{config:>6}: {statistics.mean(row.epoch_seconds):7.2f} s/epoch "
                   f"({', '.join(f'{s:.2f}' for s in row.epoch_seconds)}), {row.profiles_per_second:10,.0f} model-profiles/s, "
                   f"warm-up {row.warmup_seconds:.1f} s, CPU {row.cpu_cores:.2f} cores, "
                   f"others {_fmt(row.other_cores, '.2f')} cores, "
@@ -461,16 +423,18 @@ def main(argv: list[str] | None = None) -> int:
     peak = max(peaks)
     flops = ", ".join(f"{s.key} {training_flops(s) / 1e6:.2f}" for s in shapes)
     report = table(rows, peak)
+    summary = paired(rows)
+    print("\n" + summary, flush=True)
     footer = (f"Matmul peak: numpy float32 2048x2048x2048 product, best of 5, measured {len(peaks)} times in this run "
               f"({', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s); the best, {peak:.0f} GFLOP/s, is the reference. "
               f"matmul GFLOP/s = model-profiles/s x training-step matmul MFLOP per profile ({flops}: forward, weight "
               f"gradients, input gradients but the first layer's; element-wise work, validation and batch-norm calibration "
               f"not counted, so the true fraction is a little higher). Epoch 1 (warm-up) excluded; model-profiles/s = K x "
               f"train rows x timed epochs / timed seconds; speed-up = that / the mean of the runs of the faster Keras "
-              f"configuration at the same shape (keras: this project's threads; kerastf: TensorFlow's default threads); per CPU-s = model-profiles/s / CPU cores used; 'other procs' cores' = machine-wide busy CPU minus this "
+              f"configuration at the same shape in the same round (keras: this project's threads; kerastf: TensorFlow's default threads); per CPU-s = model-profiles/s / CPU cores used; 'other procs' cores' = machine-wide busy CPU minus this "
               f"process during the timed epochs (> ~0.2: contended, numbers noisy). val loss: mean over the K members after "
               f"the last epoch (bf16 rows: compare with the float32 row of the same K, same seeds and data).")
-    body = run.header() + "\n\n" + report + "\n\n" + footer + "\n"
+    body = run.header() + "\n\n" + summary + "\n\n" + report + "\n\n" + footer + "\n"
     _common.publish("throughput", "Training throughput: train_stack vs plain Keras model.fit (`train_throughput.py`)", body, args)
     return 0
 
