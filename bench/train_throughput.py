@@ -46,6 +46,7 @@ import tensorflow as tf  # noqa: E402
 
 from cpvae_assets.models import tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
 from cpvae_assets.models.compiled import use_chains  # noqa: E402
+from cpvae_assets.models.precision import kernel_record  # noqa: E402
 from cpvae_assets.models.trainer import StackMember, train_stack  # noqa: E402
 from cpvae_assets.models.training import column_shuffled  # noqa: E402
 
@@ -392,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = tensorflow_threads()
     run.extra.append(f"tensorflow {tf.__version__}, keras {keras.__version__}, TF threads intra/inter "
                      f"{threads['intra_op']}/{threads['inter_op']} (kerastf: 0/0, TensorFlow's default: all cores)")
+    kernels = kernel_record()
+    run.extra.append(f"CPU vector instructions {kernels['vector_isa']}, native bfloat16 {kernels['native_bf16']}; TensorFlow's "
+                     f"oneDNN ops {'on' if kernels['tensorflow_onednn'] else 'off'} (off: each matmul is Eigen's blocked "
+                     f"contraction calling oneDNN's sgemm per block; TensorFlow decides by CPU unless TF_ENABLE_ONEDNN_OPTS is set)")
     print(run.header(finished=False), flush=True)
     peaks = [_common.matmul_peak_gflops()]
     print(f"numpy float32 matmul peak: {peaks[0]:.0f} GFLOP/s", flush=True)

@@ -119,6 +119,7 @@ def chosen_hyperparameters(trials: pd.DataFrame, training: TrainingConfig) -> Hy
 def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, lake: dg.ResourceParam[Lake],
                    normalised_splits: pd.DataFrame, tuned_hyperparameters: pd.DataFrame):
     from cpvae_assets.models import tensorflow_threads
+    from cpvae_assets.models.precision import kernel_record
     from cpvae_assets.models.training import train_model
 
     dataset, model_type = dataset_and_model(context)
@@ -145,7 +146,8 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, la
     yield dg.Output(summary, output_name="trained_models", metadata={
         "model_files": dg.MetadataValue.path(str(folder)), "seed": config.seed, "epochs_run": int(summary["epochs_run"].max()),
         "val_loss_real": float(real), "val_loss_shuffled": float(shuffled), "seconds": round(run.seconds, 2),
-        "hyperparameters": json.dumps(used), "tensorflow_threads": json.dumps(tensorflow_threads())})
+        "hyperparameters": json.dumps(used), "tensorflow_threads": json.dumps(tensorflow_threads()),
+        "tensorflow_kernels": json.dumps(kernel_record())})
     # PCA is fitted in one step: a curve of one point would show nothing
     png = plots.training_curves_figure(run.curves, f"{dataset} / {model_type}") if model_type != "pca" else None
     curves = (plots.markdown_image(png, "training curves") if png

@@ -1,11 +1,15 @@
-"""Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16): only there do bfloat16
-matmul operands train faster; elsewhere TensorFlow emulates them, slower than float32."""
+"""What this CPU and TensorFlow multiply with: native bfloat16 units (AVX512-BF16 or AMX-BF16), the widest
+vector instructions, and whether TensorFlow runs its matmuls through oneDNN's own ops. Only with native
+bfloat16 do bfloat16 matmul operands train faster; elsewhere TensorFlow emulates them, slower than float32.
+The kernels decide the rounding, so a model trained from the same data and seeds is bit-identical only on
+CPUs that run the same kernels: each trained model records them (``kernel_record``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+VECTOR_ISAS = ("avx512f", "avx2", "avx", "sse4_2")  # widest first
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
@@ -22,3 +26,25 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
 
 def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return bool(cpu_flags(cpuinfo) & BF16_FLAGS)
+
+
+def vector_isa(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The widest of ``VECTOR_ISAS`` this CPU has (None where unknown)."""
+    flags = cpu_flags(cpuinfo)
+    return next((isa for isa in VECTOR_ISAS if isa in flags), None)
+
+
+def tensorflow_onednn() -> bool | None:
+    """Whether TensorFlow rewrites its matmuls into oneDNN's ops (``TF_ENABLE_ONEDNN_OPTS``; unset,
+    TensorFlow decides by CPU). Measured: off on an AVX2-only AMD EPYC, where a matmul runs as Eigen's
+    blocked contraction calling oneDNN's sgemm per block (``ONEDNN_VERBOSE=1`` shows the blocks). None
+    where the TensorFlow build does not say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # no public accessor in TF 2.20
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def kernel_record(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, object]:
+    return {"vector_isa": vector_isa(cpuinfo), "native_bf16": native_bf16(cpuinfo), "tensorflow_onednn": tensorflow_onednn()}

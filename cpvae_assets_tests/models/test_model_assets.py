@@ -23,6 +23,7 @@ def test_model_assets_end_to_end(lake: Path) -> None:
 
     from cpvae_assets.definitions import defs
     from cpvae_assets.ingestion.demo_data import DemoConfig, generate_demo
+    from cpvae_assets.models.precision import kernel_record
     from cpvae_assets.orchestration.io_manager import LakeIOManager
     from cpvae_assets.orchestration.partitions import dataset_partitions
     from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
@@ -81,6 +82,8 @@ def test_model_assets_end_to_end(lake: Path) -> None:
         assert json.loads(trained_meta["hyperparameters"].value)["matmul_dtype"] == "bfloat16"
         threads = json.loads(trained_meta["tensorflow_threads"].value)  # how the run's TensorFlow threaded
         assert threads["inter_op"] >= 1 and threads["intra_op"] >= 1
+        kernels = json.loads(trained_meta["tensorflow_kernels"].value)  # what decides the rounding on this machine
+        assert kernels == kernel_record() and isinstance(kernels["tensorflow_onednn"], bool)
         dtypes = query(lake, "SELECT DISTINCT model_type, matmul_dtype FROM trained_models ORDER BY ALL")
         assert dtypes.values.tolist() == [["beta", "bfloat16"], ["pca", None]]  # PCA multiplies no network
 
