@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cpvae_assets import plots
-from cpvae_assets.defs.runtime import TRAINING_OP_TAGS, TRAINING_POOL
+from cpvae_assets.defs.runtime import TRAINING_OP_TAGS, TRAINING_POOL, take_core_share
 from cpvae_assets.ingestion.demo_data import GROUND_TRUTH
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.lsa.arithmetic import Encoder, LsaInputs, group_means, lsa_inputs, score, seed_spread, zscores
@@ -228,6 +228,7 @@ def leave_moa_out(context: dg.AssetExecutionContext, config: LeaveOutConfig, lak
                   normalised_splits: pd.DataFrame, lsa_zscores: pd.DataFrame, trained_models: pd.DataFrame) -> pd.DataFrame:
     """Retrain without the compounds of the best-predicted A|B and check they still rank among the
     best (Supplementary Figure 9). On demand: job ``leave_moa_out_job``; retrains one model."""
+    take_core_share(context)
     from cpvae_assets.defs.models import TrainingConfig, chosen_hyperparameters
     from cpvae_assets.lsa.leave_out import leave_moa_out as run
 

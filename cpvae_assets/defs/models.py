@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cpvae_assets import plots
-from cpvae_assets.defs.runtime import TRAINING_OP_TAGS, TRAINING_POOL
+from cpvae_assets.defs.runtime import TRAINING_OP_TAGS, TRAINING_POOL, take_core_share
 from cpvae_assets.ingestion.registry import dataset_spec
 from cpvae_assets.models.embedding import embed
 from cpvae_assets.models.generation import generation_qc as run_generation_qc
@@ -81,6 +81,7 @@ def _defaults(context: dg.AssetExecutionContext, lake: Lake, dataset: str, model
 def tuned_hyperparameters(context: dg.AssetExecutionContext, config: TuningConfig, lake: dg.ResourceParam[Lake],
                           normalised_splits: pd.DataFrame) -> pd.DataFrame:
     """Every tuning trial as a row; the ``chosen`` row holds the hyperparameters ``trained_models`` uses."""
+    take_core_share(context)
     dataset, model_type = dataset_and_model(context)
     defaults = _defaults(context, lake, dataset, model_type, normalised_splits).replace(matmul_dtype=config.matmul_dtype)
     result = tune(_split(normalised_splits, "train"), _split(normalised_splits, "validation"), model_type, defaults,
@@ -118,6 +119,7 @@ def chosen_hyperparameters(trials: pd.DataFrame, training: TrainingConfig) -> Hy
 )
 def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, lake: dg.ResourceParam[Lake],
                    normalised_splits: pd.DataFrame, tuned_hyperparameters: pd.DataFrame):
+    take_core_share(context)
     from cpvae_assets.models import tensorflow_threads
     from cpvae_assets.models.precision import kernel_record
     from cpvae_assets.models.training import train_model

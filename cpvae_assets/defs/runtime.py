@@ -19,12 +19,14 @@ or ``dagster instance concurrency set training N``); the other assets are in no 
 from __future__ import annotations
 
 import os
+import sys
 
 import dagster as dg
 
 from cpvae_assets.orchestration.io_manager import LakeIOManager
 from cpvae_assets.orchestration.resources import LakeResource, LincsRemoteResource
 from cpvae_assets.orchestration.run_logs import python_logger
+from cpvae_assets.orchestration.tags import TRAINS_TAG
 
 EXECUTOR_ENV = "CPVAE_EXECUTOR"
 MAX_CONCURRENT_ENV = "CPVAE_MAX_CONCURRENT"
@@ -67,6 +69,27 @@ def executor() -> dg.ExecutorDefinition:
     if kind != "multiprocess":
         raise ValueError(f"${EXECUTOR_ENV}={kind!r}: expected in_process, multiprocess or k8s")
     return dg.multiprocess_executor.configured({"max_concurrent": max_concurrent()}, name="multiprocess")
+
+
+def take_core_share(context: dg.AssetExecutionContext) -> int | None:
+    """This run's share of the cores, among the runs that train in progress on the instance (this one
+    included), taken before the run imports TensorFlow (whose thread pools are fixed then): the local
+    instance runs two at once, each on one of two cores, as ``cpvae demo``'s two workers do; two runs
+    that each took both cores waited on one another (each step 1.7x slower). A run that starts alone
+    takes every core. The tables do not depend on the share (``cli/test_demo_run.py``). Only a run of a
+    job that trains (the tag), and nothing where the cores are set already (``$CPVAE_CORES``: a demo
+    worker) or TensorFlow is loaded. Returns the share, or None where it did not decide."""
+    from cpvae_assets.models import CORES_ENV, process_cores, use_cores
+
+    if context.run.tags.get(TRAINS_TAG) != "true" or "tensorflow" in sys.modules or os.environ.get(CORES_ENV):
+        return None
+    running = context.instance.get_runs_count(dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED], tags={TRAINS_TAG: "true"}))
+    share = max(1, process_cores() // max(1, running))
+    if share < process_cores():  # alone, the process keeps its defaults (and sets nothing a child inherits)
+        use_cores(share)
+    context.log.info(f"{running} run(s) that train in progress: this one uses {share} of {process_cores()} cores")
+    return share
 
 
 @dg.definitions

@@ -50,3 +50,38 @@ def test_a_worker_takes_its_share_of_the_cores_unless_the_user_set_the_threads()
     assert _threads(WORKER_PROBE, **parent) == {"inter_op": 1, "intra_op": 1, "blas": 1}
     users = {"TF_NUM_INTEROP_THREADS": "2", "TF_NUM_INTRAOP_THREADS": "2"}  # nothing defaulted them
     assert _threads(WORKER_PROBE, **users) == {"inter_op": 2, "intra_op": 2, "blas": 1}
+
+
+# a run of a job that trains, on the daemon path: a fresh process whose instance holds ``others`` runs that
+# train in progress besides this one; it takes its share before TensorFlow loads
+RUN_PROBE = """
+import json, sys, uuid, dagster as dg
+from cpvae_assets.defs.runtime import take_core_share
+from cpvae_assets.orchestration.tags import TRAINS_TAG
+import cpvae_assets.models as m
+
+@dg.asset
+def probe(context: dg.AssetExecutionContext) -> None:
+    context.add_output_metadata({"share": take_core_share(context)})
+
+job = dg.define_asset_job("probe_job", selection=[probe], tags={TRAINS_TAG: "true"})
+defs = dg.Definitions(assets=[probe], jobs=[job])
+with dg.instance_for_test() as instance:
+    for _ in range(int(sys.argv[1])):
+        instance.add_run(dg.DagsterRun(job_name="other", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+                                       tags={TRAINS_TAG: "true"}))
+    result = defs.get_job_def("probe_job").execute_in_process(instance=instance, tags={TRAINS_TAG: "true"})
+    share = result.asset_materializations_for_node("probe")[0].metadata["share"].value
+    print(json.dumps(m.tensorflow_threads() | {"share": share, "cores": m.process_cores()}))
+"""
+
+
+@pytest.mark.parametrize("others", [0, 1])
+def test_a_run_that_trains_beside_another_takes_its_share_of_the_cores(others: int) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in (*THREAD_VARIABLES, DEFAULTED_ENV, CORES_ENV, *BLAS_THREAD_VARIABLES)}
+    out = subprocess.run([sys.executable, "-c", RUN_PROBE, str(others)], env=clean, capture_output=True, text=True,
+                         check=True, timeout=300)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    cores = len(os.sched_getaffinity(0))
+    share = max(1, cores // (1 + others))
+    assert got == {"inter_op": share, "intra_op": max(1, share // 4), "share": share, "cores": share}
