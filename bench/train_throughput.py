@@ -316,10 +316,9 @@ def references(rows: list[Row]) -> dict[tuple[str, int], tuple[float, float]]:
     return out
 
 
-def paired(rows: list[Row]) -> str:
+def paired(rows: list[Row], ref: dict[tuple[str, int], tuple[float, float]]) -> str:
     """Per shape and stack configuration, the speed-up in each round against that round's Keras, with the
     median and range over the rounds: the figure to quote, since each ratio is measured side by side."""
-    ref = references(rows)
     lines = ["| shape | config | K | rounds | speed-up per round | median | min-max |", "|---|---|---|---|---|---|---|"]
     stack_configs = dict.fromkeys(r.config for r in rows if r.config not in KERAS_CONFIGS)
     for key in dict.fromkeys(r.shape.key for r in rows):
@@ -333,13 +332,12 @@ def paired(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def table(rows: list[Row], peak_gflops: float) -> str:
+def table(rows: list[Row], ref: dict[tuple[str, int], tuple[float, float]], peak_gflops: float) -> str:
     head = ("| shape | round | config | K | train rows | batch | timed epochs | s/epoch (mean) | s/epoch (min-max) "
             "| model-profiles/s | speed-up vs (a) | matmul GFLOP/s | % of matmul peak | per CPU-s | speed-up per CPU-s "
             "| warm-up epoch s | CPU cores used | other procs' cores | RSS before MB | config peak RSS MB | val loss "
             "| op determinism | note |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    ref = references(rows)
     for r in rows:
         label = {"keras": "(a) keras fit", "kerastf": "(a) keras fit, TF threads"}.get(
             r.config, f"{'(b)' if r.k == 1 else '(c)'} train_stack")
@@ -427,8 +425,9 @@ def main(argv: list[str] | None = None) -> int:
 
     peak = max(peaks)
     flops = ", ".join(f"{s.key} {training_flops(s) / 1e6:.2f}" for s in shapes)
-    report = table(rows, peak)
-    summary = paired(rows)
+    ref = references(rows)  # per shape and round
+    report = table(rows, ref, peak)
+    summary = paired(rows, ref)
     print("\n" + summary, flush=True)
     footer = (f"Matmul peak: numpy float32 2048x2048x2048 product, best of 5, measured {len(peaks)} times in this run "
               f"({', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s); the best, {peak:.0f} GFLOP/s, is the reference. "

@@ -25,12 +25,19 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
 
 
 def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    return bool(cpu_flags(cpuinfo) & BF16_FLAGS)
+    return _has_bf16(cpu_flags(cpuinfo))
 
 
 def vector_isa(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
     """The widest of ``VECTOR_ISAS`` this CPU has (None where unknown)."""
-    flags = cpu_flags(cpuinfo)
+    return _widest(cpu_flags(cpuinfo))
+
+
+def _has_bf16(flags: frozenset[str]) -> bool:
+    return bool(flags & BF16_FLAGS)
+
+
+def _widest(flags: frozenset[str]) -> str | None:
     return next((isa for isa in VECTOR_ISAS if isa in flags), None)
 
 
@@ -47,4 +54,5 @@ def tensorflow_onednn() -> bool | None:
 
 
 def kernel_record(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, object]:
-    return {"vector_isa": vector_isa(cpuinfo), "native_bf16": native_bf16(cpuinfo), "tensorflow_onednn": tensorflow_onednn()}
+    flags = cpu_flags(cpuinfo)  # read once
+    return {"vector_isa": _widest(flags), "native_bf16": _has_bf16(flags), "tensorflow_onednn": tensorflow_onednn()}
