@@ -73,10 +73,9 @@ def executor() -> dg.ExecutorDefinition:
 
 def take_core_share(context: dg.AssetExecutionContext) -> int | None:
     """This run's share of the cores, among the runs that train in progress on the instance (this one
-    included), taken before the run imports TensorFlow (whose thread pools are fixed then). Where the
-    instance lets two run at once (training pool and ``cpvae/trains`` limits raised; the local default is
-    one), each takes one of two cores, as ``cpvae demo``'s two workers do; two runs that each took both
-    cores waited on one another (each step 1.7x slower). A run that starts alone
+    included), taken before the run imports TensorFlow (whose thread pools are fixed then): the local
+    instance runs two at once, each on one of two cores, as ``cpvae demo``'s two workers do; two runs
+    that each took both cores waited on one another (each step 1.7x slower). A run that starts alone
     takes every core. The tables do not depend on the share (``cli/test_demo_run.py``). Only a run of a
     job that trains (the tag), and nothing where the cores are set already (``$CPVAE_CORES``: a demo
     worker) or TensorFlow is loaded. Returns the share, or None where it did not decide."""

@@ -100,12 +100,12 @@ def test_k8s_executor_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch) 
 def test_local_instance_limits_the_training_pool(tmp_path: Path) -> None:
     config = instance_config(tmp_path, DEPLOY / "dagster.local.yaml")
     assert config["telemetry"]["enabled"] is False
-    assert config["concurrency"]["pools"]["default_limit"] == 1
-    # a run takes its training slot before it starts (no process waits for one), two runs at once
+    assert config["concurrency"]["pools"]["default_limit"] == 2
+    # a run takes its training slot before it starts (no process waits for one), three runs at once
     assert config["concurrency"]["pools"]["granularity"] == "run"
-    assert config["concurrency"]["runs"]["max_concurrent_runs"] == 2
-    # and one run that trains at a time, counted from its dequeue: every job with a training step says so
-    assert {"key": TRAINS_TAG, "value": "true", "limit": 1} in config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] == 3
+    # and two runs that train at a time, counted from their dequeue: every job with a training step says so
+    assert {"key": TRAINS_TAG, "value": "true", "limit": 2} in config["concurrency"]["runs"]["tag_concurrency_limits"]
     for job in (j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")):  # not the UI's asset job
         pools = {node.definition.pool for node in job.graph.node_dict.values()}
         assert (TRAINING_POOL in pools) == (job.tags.get(TRAINS_TAG) == "true"), job.name
@@ -119,7 +119,7 @@ def test_local_instance_limits_the_training_pool(tmp_path: Path) -> None:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert dg.materialize([toy_training], instance=instance).success
         info = instance.event_log_storage.get_concurrency_info(TRAINING_POOL)
-        assert info.limit == 1
+        assert info.limit == 2
 
 
 def test_make_copies_the_local_instance_only_when_absent(tmp_path: Path) -> None:
