@@ -54,11 +54,26 @@ def append_failure(lake: Lake, row: dict[str, object]) -> int:
     return len(frame)
 
 
+def record_failure(lake: Lake, row: dict[str, object]) -> tuple[int, str | None]:
+    """The line, then the SQL catalog's view of it; returns the table's length and why the catalog was
+    not rebuilt (None where it was). The sensor reports each run once (a tick that raises still moves
+    its cursor on), and a new catalog file needs a few hundred kilobytes where the line needs a few: on
+    a nearly full disk the line is kept and its view waits for the catalog's next rebuild."""
+    import duckdb
+
+    from cpvae_assets.storage.catalog import rebuild_catalog
+
+    rows = append_failure(lake, row)
+    try:
+        rebuild_catalog(lake.root)
+    except (OSError, duckdb.IOException) as error:  # DuckDB's "No space left on device" is its own error
+        return rows, f"the SQL catalog was not rebuilt ({error}); the view follows at its next rebuild"
+    return rows, None
+
+
 @dg.run_failure_sensor(name="record_failures", default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10,
                        description="Writes a line per failed run to the refresh_failures table.")
 def record_failures(context: dg.RunFailureSensorContext, lake: dg.ResourceParam[Lake]) -> None:
-    from cpvae_assets.storage.catalog import rebuild_catalog
-
     run = context.instance.get_run_by_id(context.dagster_run.run_id) or context.dagster_run  # with the daemon's tags
     steps = context.get_step_failure_events()
     error = next((str(e.event_specific_data.error.message) for e in steps
@@ -69,8 +84,9 @@ def record_failures(context: dg.RunFailureSensorContext, lake: dg.ResourceParam[
     will_retry = bool(instance.run_retries_enabled and retried < instance.run_retries_max_retries
                       and (not steps or instance.run_retries_retry_on_asset_or_op_failure))
     row = failure_row(run, error, dt.datetime.now(dt.UTC), will_retry)
-    rows = append_failure(lake, row)
-    rebuild_catalog(lake.root)
+    rows, catalog_problem = record_failure(lake, row)
+    if catalog_problem:
+        context.log.warning(catalog_problem)
     context.instance.report_runless_asset_event(dg.AssetMaterialization(
         ASSET, metadata={"rows": rows, "run_id": run.run_id, "partition": row["partition"] or "-",
                          "error": row["error"][:300], "will_retry": row["will_retry"]}))

@@ -91,7 +91,28 @@ def rows(lake: Path, sql: str) -> tuple[list[str], list[tuple]]:
 
 
 def run(lake: Path, sql: str, consume: Callable[[object], T]) -> T:
-    """Check that every statement is a read, run them, and return ``consume`` of the last cursor."""
+    """Check that every statement is a read, run them, and return ``consume`` of the last cursor. A name
+    the catalog does not know is looked for once in the lake: a table written where no new catalog fitted
+    (a full disk) gets its view here, at its first query."""
+    try:
+        return _run(lake, sql, consume)
+    except engine().CatalogException:
+        before = _catalog_file(lake)
+        rebuild_catalog(lake)
+        if _catalog_file(lake) == before:  # the catalog had every table: the query's own mistake
+            raise
+        return _run(lake, sql, consume)
+
+
+def _catalog_file(lake: Path) -> tuple[int, int] | None:
+    try:
+        st = catalog_path(lake).stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _run(lake: Path, sql: str, consume: Callable[[object], T]) -> T:
     duckdb = engine()
 
     con = connect(lake)

@@ -1,13 +1,18 @@
-"""The refresh_failures table: one line per failed run, even when the failure is reported twice."""
+"""The refresh_failures table: one line per failed run, even when the failure is reported twice, and
+even when the disk has no room left for a new SQL catalog."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
 
 import dagster as dg
+import pytest
 
-from cpvae_assets.defs.failures import append_failure, failure_row
+from cpvae_assets.defs.failures import append_failure, failure_row, record_failure
 from cpvae_assets.storage.lake import Lake
+from cpvae_assets.storage.sql import query
 
 
 def test_a_failure_reported_twice_is_one_line(tmp_path) -> None:
@@ -20,3 +25,27 @@ def test_a_failure_reported_twice_is_one_line(tmp_path) -> None:
     assert append_failure(lake, failure_row(second, "killed", now, False)) == 2
     table = lake.table("refresh_failures")
     assert list(table["run_id"]) == ["run-1", "run-2"] and list(table["dataset"]) == ["plate", "plate"]
+
+
+def test_a_failure_is_recorded_when_the_disk_has_no_room_for_a_new_catalog(tmp_path) -> None:
+    """A full disk fails the run and leaves room for the line (kilobytes), not for a new catalog file
+    (hundreds of kilobytes): the line is kept, and its view comes at its first query. The lake is a
+    small tmpfs, so the test runs as root (CI does)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a small tmpfs as the lake: run it as root (CI does)", pytrace=False)
+    root = tmp_path / "lake"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)], check=True)
+    try:
+        lake = Lake(root)
+        run = dg.DagsterRun(job_name="dataset_inputs", run_id="run-1", tags={"dagster/partition": "plate"})
+        free = os.statvfs(root)
+        (root / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 16_384))
+        rows, problem = record_failure(lake, failure_row(run, "disk full", dt.datetime.now(dt.UTC), False))
+        assert rows == 1 and "No space left on device" in problem, problem
+        assert list(lake.table("refresh_failures")["run_id"]) == ["run-1"]
+        assert not [p for p in root.rglob(".*")]  # the catalog's temporary file is gone
+        (root / "filler").unlink()  # space freed: the view appears at the table's first query
+        assert list(query(root, "SELECT run_id FROM refresh_failures")["run_id"]) == ["run-1"]
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)

@@ -4,8 +4,8 @@ on 127.0.0.1, nothing launched by hand), with its landing folder and then its di
 - the same landing content dropped again during the plan starts no second ingestion and no second run
   of any partition;
 - then new content on a full disk during a Parquet write: the run fails naming the disk, the old
-  version stays readable in SQL, nothing half-written is left (a full disk during a Keras write:
-  test_disk_full.py). The lake is a 24 MB tmpfs, so the test runs as root (CI does).
+  version stays readable in SQL, the failure has its line, and nothing half-written is left (a full
+  disk during a Keras write: test_disk_full.py). The lake is a 24 MB tmpfs, so the test runs as root (CI does).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections import Counter
 import dagster as dg
 import pytest
 
+from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.sql import query
 from cpvae_assets_tests.support.daemon import PLAN_DATASET as DATASET
 from cpvae_assets_tests.support.daemon import REAL_CP_PLATE, TIMEOUT, WELLS, Daemon, expected, materialised, refreshed, wait_for
@@ -64,12 +65,23 @@ def test_the_same_content_twice_is_one_ingestion_and_a_full_disk_keeps_the_old_v
                               for message in [e.message or "", *_messages(e.dagster_event.step_failure_data.error)])
         assert f"the disk holding {lake}" in errors and "previous version is kept" in errors, errors[:2000]
         assert query(lake, "SELECT count(*) AS n FROM raw_profiles")["n"].item() == before  # old version, whole
+        # the failure's line, on the same full disk (the sensor's catalog rebuild fails there and is left
+        # for later); the sensor reports it after its try, so its temporary catalog is gone by then
+        wait_for(lambda: _recorded(daemon, failed[0].run_id), TIMEOUT, "the failure to be recorded")
+        assert list(Lake(lake).table("refresh_failures")["run_id"]) == [failed[0].run_id]
         assert not [p for p in hidden_leftovers(lake) if not p.startswith("landing")]
         assert len(daemon.runs(job_name="dataset_inputs")) == 2  # the first refresh and the failed one
         assert not daemon.runs(tags={"dagster/parent_run_id": failed[0].run_id})  # a failed step is not retried
     finally:
         daemon.close()
         subprocess.run(["umount", "-l", str(lake)], check=False)
+
+
+def _recorded(daemon: Daemon, run_id: str) -> bool:
+    """The record_failures sensor reports its asset after it wrote the row and rebuilt the catalog."""
+    with daemon.instance() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("refresh_failures"))
+    return bool(event and event.asset_materialization.metadata["run_id"].value == run_id)
 
 
 def _messages(error) -> list[str]:

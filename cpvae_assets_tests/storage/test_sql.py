@@ -70,6 +70,19 @@ def test_query_allows_reads(populated: Path) -> None:
     assert direct["n"].item() == 10
 
 
+def test_a_table_without_a_view_gets_one_at_its_first_query(populated: Path) -> None:
+    """A table written where no new catalog fitted (a full disk) has no view yet: its first query
+    rebuilds the catalog; a name that is no table still fails, with the catalog left as it was."""
+    lake = populated
+    rebuild_catalog(lake)
+    write_table(pd.DataFrame({"run_id": ["r1", "r2"]}), lake / "refresh_failures" / "data.parquet")  # no rebuild
+    assert query(lake, "SELECT count(*) AS n FROM refresh_failures")["n"].item() == 2
+    before = catalog_path(lake).stat().st_mtime_ns
+    with pytest.raises(duckdb.CatalogException, match="refresh_failure"):
+        query(lake, "SELECT * FROM refresh_failure")
+    assert catalog_path(lake).stat().st_mtime_ns == before
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT * FROM read_csv('/etc/passwd')",
     "SELECT * FROM read_text('/etc/hostname')",
