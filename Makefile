@@ -25,10 +25,13 @@ $(UV):
 
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on this project's machines) Python never
 # caches bytecode, so every process compiled TensorFlow's sources again: `import tensorflow` 28 s, 11 s
-# with the .pyc written once here; each Dagster run process pays that import
+# with the .pyc written once here; each Dagster run process pays that import. Likewise numba's disk
+# cache of the UMAP code generation QC runs (beside umap's sources): compiled here once, not in each
+# run process (cpvae demo's two workers compiled it side by side, 95 step-seconds of a fresh demo)
 $(STAMP): $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	$(BIN)/python -m compileall -q cpvae_assets
+	$(BIN)/python -c "from cpvae_assets.models.generation import fill_numba_cache; fill_numba_cache()"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -47,21 +47,14 @@ def _distances():
     """Every row of ``x`` to every row of ``y`` with umap's own euclidean kernel, in one numba loop.
     For fewer than 4096 profiles umap hands its numba metric to scikit-learn's ``pairwise_distances``,
     which calls it once per pair from Python: 0.6 s for 800 x 800 profiles against 0.05 s here, with
-    bit-identical distances (same kernel, same float32 result), so the embeddings do not change."""
-    import numba
+    bit-identical distances (same kernel, same float32 result), so the embeddings do not change. The
+    kernel is a module's function: numba cached a closure anew in each process (a miss, and one more
+    file beside the sources each time)."""
+    cached_umap()
+    from cpvae_assets.models.umap_distances import pairwise
 
-    from umap.distances import euclidean
-
-    def pairwise(x, y):
-        out = np.empty((x.shape[0], y.shape[0]), dtype=x.dtype)
-        for i in range(x.shape[0]):
-            for j in range(y.shape[0]):
-                out[i, j] = euclidean(x[i], y[j])
-        return out
-
-    compiled = numba.njit(fastmath=True)(pairwise)
-    _cache_on_disk([compiled])
-    return compiled
+    _cache_on_disk([pairwise])
+    return pairwise
 
 
 def simulate(model: LatentModel, n: int, seed: int) -> np.ndarray:
@@ -114,3 +107,12 @@ def generation_qc(model: LatentModel, test: np.ndarray, profile_ids: list[str], 
             xy = reducer.embedding_ if kind == "real" else reducer.transform(umap_input(data))
             frames.append(pd.DataFrame({"kind": kind, "profile_id": ids, "umap_1": xy[:, 0], "umap_2": xy[:, 1]}))
     return GenerationQC(scores, pd.concat(frames, ignore_index=True))
+
+
+def fill_numba_cache() -> None:
+    """Generation QC once on a small synthetic set, so numba writes the compiled UMAP code (the functions
+    and argument types a run uses) to its disk cache: ``make install`` runs it, and each run process,
+    ``cpvae demo``'s two workers included, then loads that code instead of compiling it at once."""
+    rng = np.random.default_rng(0)
+    test = rng.standard_normal((40, 12)).astype(np.float32)
+    generation_qc(PcaModel.fit(test, 3, seed=0), test, [str(i) for i in range(len(test))], seed=0)

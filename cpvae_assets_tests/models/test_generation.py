@@ -80,6 +80,34 @@ def test_umap_compiled_code_is_cached_on_disk(trained, data: Data) -> None:
                for p in index.iterdir())
 
 
+FRESH_QC = """
+import json, numpy as np
+from cpvae_assets.models import generation
+from cpvae_assets.models.latent import PcaModel
+test = np.random.default_rng(5).standard_normal((70, 9)).astype(np.float32)
+generation.generation_qc(PcaModel.fit(test, 4, seed=1), test, [str(i) for i in range(70)], seed=2)
+umap = generation.cached_umap()
+kernels = {"layout epoch": umap.layouts._nb_optimize_layout_euclidean_single_epoch,
+           "membership": umap.umap_.compute_membership_strengths, "sigmas": umap.umap_.smooth_knn_dist,
+           "distances": generation._distances()}
+print(json.dumps({k: [sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())] for k, f in kernels.items()}))
+"""
+
+
+def test_after_make_install_a_run_process_compiles_none_of_the_umap_code() -> None:
+    """make install runs fill_numba_cache: a later process (a Dagster run, a demo worker), with other data
+    and seeds, loads each UMAP kernel from numba's cache (a hit) instead of compiling it (a miss)."""
+    import json
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "from cpvae_assets.models.generation import fill_numba_cache; fill_numba_cache()"],
+                   check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-c", FRESH_QC], check=True, capture_output=True, text=True).stdout
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert all(hits >= 1 and misses == 0 for hits, misses in counts.values()), counts
+
+
 def test_umap_without_a_writable_cache_folder_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
     from numba.core.dispatcher import Dispatcher
 
