@@ -58,7 +58,7 @@ def record_failure(lake: Lake, row: dict[str, object]) -> tuple[int, str | None]
     """The line, then the SQL catalog's view of it; returns the table's length and why the catalog was
     not rebuilt (None where it was). The sensor reports each run once (a tick that raises still moves
     its cursor on), and a new catalog file needs a few hundred kilobytes where the line needs a few: on
-    a nearly full disk the line is kept and its view waits for the catalog's next rebuild."""
+    a nearly full disk the line is kept, and the table's first query makes its view (``storage/sql.run``)."""
     import duckdb
 
     from cpvae_assets.storage.catalog import rebuild_catalog
@@ -67,7 +67,7 @@ def record_failure(lake: Lake, row: dict[str, object]) -> tuple[int, str | None]
     try:
         rebuild_catalog(lake.root)
     except (OSError, duckdb.IOException) as error:  # DuckDB's "No space left on device" is its own error
-        return rows, f"the SQL catalog was not rebuilt ({error}); the view follows at its next rebuild"
+        return rows, f"the SQL catalog was not rebuilt ({error}); the table's first query makes its view"
     return rows, None
 
 

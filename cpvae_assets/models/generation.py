@@ -50,7 +50,6 @@ def _distances():
     bit-identical distances (same kernel, same float32 result), so the embeddings do not change. The
     kernel is a module's function: numba cached a closure anew in each process (a miss, and one more
     file beside the sources each time)."""
-    cached_umap()
     from cpvae_assets.models.umap_distances import pairwise
 
     _cache_on_disk([pairwise])

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cpvae_assets.storage.catalog import rebuild_catalog
+from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.paths import catalog_path
 from cpvae_assets.storage.sql import QueryRefused, query
 from cpvae_assets.storage.tables import write_table
@@ -75,7 +76,7 @@ def test_a_table_without_a_view_gets_one_at_its_first_query(populated: Path) -> 
     rebuilds the catalog; a name that is no table still fails, with the catalog left as it was."""
     lake = populated
     rebuild_catalog(lake)
-    write_table(pd.DataFrame({"run_id": ["r1", "r2"]}), lake / "refresh_failures" / "data.parquet")  # no rebuild
+    write_table(pd.DataFrame({"run_id": ["r1", "r2"]}), Lake(lake).path("refresh_failures"))  # no catalog rebuild
     assert query(lake, "SELECT count(*) AS n FROM refresh_failures")["n"].item() == 2
     before = catalog_path(lake).stat().st_mtime_ns
     with pytest.raises(duckdb.CatalogException, match="refresh_failure"):
