@@ -31,6 +31,7 @@ $(UV):
 $(STAMP): $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	$(BIN)/python -m compileall -q cpvae_assets
+	rm -f cpvae_assets/models/__pycache__/umap_distances.*.nb[ic]  # it inlines umap's kernel: new umap, new code
 	$(BIN)/python -c "from cpvae_assets.models.generation import fill_numba_cache; fill_numba_cache()"
 	touch $(STAMP)
 

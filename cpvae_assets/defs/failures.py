@@ -67,7 +67,7 @@ def record_failure(lake: Lake, row: dict[str, object]) -> tuple[int, str | None]
     try:
         rebuild_catalog(lake.root)
     except (OSError, duckdb.IOException) as error:  # DuckDB's "No space left on device" is its own error
-        return rows, f"the SQL catalog was not rebuilt ({error}); the table's first query makes its view"
+        return rows, f"the line is written; the SQL catalog was not rebuilt: {error}"
     return rows, None
 
 

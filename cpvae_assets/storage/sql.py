@@ -30,6 +30,7 @@ ALLOWED = {"SELECT", "EXPLAIN"}
 READ_RETRIES = 5
 # EXPLAIN ANALYZE executes the explained statement (e.g. a COPY ... TO into the lake)
 _ANALYZE = re.compile(r"\banaly[sz]e\b", re.IGNORECASE)
+_UNKNOWN_TABLE = re.compile(r"Table with name \S+ does not exist")
 
 
 class QueryRefused(ValueError):
@@ -91,17 +92,23 @@ def rows(lake: Path, sql: str) -> tuple[list[str], list[tuple]]:
 
 
 def run(lake: Path, sql: str, consume: Callable[[object], T]) -> T:
-    """Check that every statement is a read, run them, and return ``consume`` of the last cursor. A name
-    the catalog does not know is looked for once in the lake: a table written where no new catalog fitted
-    (a full disk) gets its view here, at its first query."""
+    """Check that every statement is a read, run them, and return ``consume`` of the last cursor. A table
+    the catalog does not know is looked for once in the lake: one written where no new catalog fitted (a
+    full disk) gets its view at its first query. Any other error, or a lake that cannot give it a view
+    now, is the query's own error, as it was."""
+    before = _catalog_file(lake)
     try:
         return _run(lake, sql, consume)
-    except engine().CatalogException:
-        before = _catalog_file(lake)
-        rebuild_catalog(lake)
-        if _catalog_file(lake) == before:  # the catalog had every table: the query's own mistake
+    except engine().CatalogException as error:
+        if not _UNKNOWN_TABLE.search(str(error)):
             raise
-        return _run(lake, sql, consume)
+        try:
+            rebuild_catalog(lake)
+        except (OSError, engine().Error):
+            raise error from None
+        if _catalog_file(lake) == before:  # the catalog already had every table: a misspelt name
+            raise
+    return _run(lake, sql, consume)
 
 
 def _catalog_file(lake: Path) -> tuple[int, int] | None:

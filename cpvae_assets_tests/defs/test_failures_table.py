@@ -8,9 +8,11 @@ import os
 import subprocess
 
 import dagster as dg
+import duckdb
 import pytest
 
 from cpvae_assets.defs.failures import append_failure, failure_row, record_failure
+from cpvae_assets.storage.catalog import rebuild_catalog
 from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.sql import query
 
@@ -38,11 +40,14 @@ def test_a_failure_is_recorded_when_the_disk_has_no_room_for_a_new_catalog(tmp_p
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)], check=True)
     try:
         lake = Lake(root)
+        rebuild_catalog(root)  # a catalog without the table, as a lake has before its first failure
         run = dg.DagsterRun(job_name="dataset_inputs", run_id="run-1", tags={"dagster/partition": "plate"})
         free = os.statvfs(root)
         (root / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 16_384))
         rows, problem = record_failure(lake, failure_row(run, "disk full", dt.datetime.now(dt.UTC), False))
         assert rows == 1 and "No space left on device" in problem, problem
+        with pytest.raises(duckdb.CatalogException, match="refresh_failures"):  # no room for its view yet
+            query(root, "SELECT run_id FROM refresh_failures")
         assert list(lake.table("refresh_failures")["run_id"]) == ["run-1"]
         assert not [p for p in root.rglob(".*")]  # the catalog's temporary file is gone
         (root / "filler").unlink()  # space freed: the view appears at the table's first query

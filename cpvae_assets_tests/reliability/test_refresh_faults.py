@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 from cpvae_assets.defs.failures import worker_alive
+from cpvae_assets.defs.jobs import DATASET_ASSETS, MODEL_ASSETS, REPORT_ASSETS
 from cpvae_assets.models.store import ModelStore
 from cpvae_assets.storage.lake import Lake
 from cpvae_assets_tests.support.daemon import PLAN_DATASET as DATASET
@@ -87,7 +88,15 @@ def test_a_killed_daemon_and_a_killed_run_worker_are_retried_and_leave_whole_ver
 
     runs = daemon.runs()
     counts = materialised(daemon, keys)
-    assert set(counts.values()) == {1}, ({k: v for k, v in counts.items() if v != 1}, daemon.failures())
+    # beta's runs were killed in the middle of training: once each. Another run the daemon's kill broke
+    # (pca's, a report) may have been between a step's write and Dagster's record of its end: its retry
+    # runs that step again, with the same content (the tables are compared below; README "When things
+    # go wrong")
+    assets = {"dataset_inputs": DATASET_ASSETS, "dataset_report": REPORT_ASSETS, "models_demo": MODEL_ASSETS}
+    again = {(a, r.tags["dagster/partition"]) for r in broken.values() if r.run_id != first.run_id
+             for a in assets.get(r.job_name, ())}
+    assert all(n == 1 or (n == 2 and key in again) for key, n in counts.items()), \
+        ({k: v for k, v in counts.items() if v != 1}, daemon.failures())
     assert all(r.is_finished for r in runs)  # nothing left STARTED: dead_run_workers failed both broken runs
     assert Counter(r.job_name for r in runs if r.is_success) == Counter(
         {"dataset_inputs": 1, "models_demo": 2, "dataset_report": 1, "summaries": 1})

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-import pytest
 
 from cpvae_assets.storage.catalog import catalog_after_write, discover_tables, rebuild_catalog
 from cpvae_assets.storage.paths import DATA_FILE, catalog_path, partition_dir, table_file

@@ -77,6 +77,10 @@ def test_a_table_without_a_view_gets_one_at_its_first_query(populated: Path) -> 
     lake = populated
     rebuild_catalog(lake)
     write_table(pd.DataFrame({"run_id": ["r1", "r2"]}), Lake(lake).path("refresh_failures"))  # no catalog rebuild
+    before = catalog_path(lake).stat().st_mtime_ns
+    with pytest.raises(duckdb.CatalogException, match="nosuchfunc"):  # not a table: the catalog is left alone
+        query(lake, "SELECT nosuchfunc(1)")
+    assert catalog_path(lake).stat().st_mtime_ns == before
     assert query(lake, "SELECT count(*) AS n FROM refresh_failures")["n"].item() == 2
     before = catalog_path(lake).stat().st_mtime_ns
     with pytest.raises(duckdb.CatalogException, match="refresh_failure"):
