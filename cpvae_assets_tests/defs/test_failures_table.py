@@ -4,8 +4,6 @@ even when the disk has no room left for a new SQL catalog."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
 
 import dagster as dg
 import duckdb
@@ -15,6 +13,7 @@ from cpvae_assets.defs.failures import append_failure, failure_row, record_failu
 from cpvae_assets.storage.catalog import rebuild_catalog
 from cpvae_assets.storage.lake import Lake
 from cpvae_assets.storage.sql import query
+from cpvae_assets_tests.support.reliability_support import fill_disk, tmpfs
 
 
 def test_a_failure_reported_twice_is_one_line(tmp_path) -> None:
@@ -33,24 +32,16 @@ def test_a_failure_is_recorded_when_the_disk_has_no_room_for_a_new_catalog(tmp_p
     """A full disk fails the run and leaves room for the line (kilobytes), not for a new catalog file
     (hundreds of kilobytes): the line is kept, and its view comes at its first query. The lake is a
     small tmpfs, so the test runs as root (CI does)."""
-    if os.geteuid() != 0:
-        pytest.fail("this test mounts a small tmpfs as the lake: run it as root (CI does)", pytrace=False)
-    root = tmp_path / "lake"
-    root.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)], check=True)
-    try:
+    with tmpfs(tmp_path / "lake", "2m") as root:
         lake = Lake(root)
         rebuild_catalog(root)  # a catalog without the table, as a lake has before its first failure
         run = dg.DagsterRun(job_name="dataset_inputs", run_id="run-1", tags={"dagster/partition": "plate"})
-        free = os.statvfs(root)
-        (root / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 16_384))
+        filler = fill_disk(root)
         rows, problem = record_failure(lake, failure_row(run, "disk full", dt.datetime.now(dt.UTC), False))
         assert rows == 1 and "No space left on device" in problem, problem
         with pytest.raises(duckdb.CatalogException, match="refresh_failures"):  # no room for its view yet
             query(root, "SELECT run_id FROM refresh_failures")
         assert list(lake.table("refresh_failures")["run_id"]) == ["run-1"]
         assert not [p for p in root.rglob(".*")]  # the catalog's temporary file is gone
-        (root / "filler").unlink()  # space freed: the view appears at the table's first query
+        filler.unlink()  # space freed: the view appears at the table's first query
         assert list(query(root, "SELECT run_id FROM refresh_failures")["run_id"]) == ["run-1"]
-    finally:
-        subprocess.run(["umount", "-l", str(root)], check=False)

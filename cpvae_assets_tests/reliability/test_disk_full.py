@@ -3,8 +3,6 @@ model pair stays whole and loadable, and nothing half-written is left (the lake 
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +17,7 @@ from cpvae_assets.storage.hashing import sha256_of
 from cpvae_assets.storage.lake import Lake
 from cpvae_assets_tests.support.daemon import REAL_CP_PLATE
 from cpvae_assets_tests.support.helpers import failure_text
+from cpvae_assets_tests.support.reliability_support import fill_disk, tmpfs
 
 DATASET = "lincs_cp_plate"
 FAST = {"tuned_hyperparameters": {"config": {"trials": 0}},
@@ -27,15 +26,8 @@ FAST = {"tuned_hyperparameters": {"config": {"trials": 0}},
 
 @pytest.fixture
 def tmpfs_lake(tmp_path: Path):
-    if os.geteuid() != 0:
-        pytest.fail("this test mounts a small tmpfs as the lake: run it as root (CI does)", pytrace=False)
-    lake = tmp_path / "lake"
-    lake.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(lake)], check=True)
-    try:
+    with tmpfs(tmp_path / "lake", "24m") as lake:
         yield lake
-    finally:
-        subprocess.run(["umount", "-l", str(lake)], check=False)
 
 
 def test_keras_write_on_a_full_disk(tmpfs_lake: Path, tmp_path: Path) -> None:
@@ -57,9 +49,7 @@ def test_keras_write_on_a_full_disk(tmpfs_lake: Path, tmp_path: Path) -> None:
         store = ModelStore(Lake(tmpfs_lake))
         folder = store.folder(DATASET, "beta")
         before = {p.name: sha256_of(p) for p in folder.iterdir() if p.is_file()}
-        free = os.statvfs(tmpfs_lake)
-        with open(tmpfs_lake / "filler", "wb") as handle:  # a few kilobytes left: less than one .keras file
-            handle.write(b"\0" * max(0, free.f_bavail * free.f_frsize - 16_384))
+        fill_disk(tmpfs_lake)  # a few kilobytes left: less than one .keras file
         config = {"ops": {"trained_models": {"config": {**FAST["trained_models"]["config"], "seed": 7}}}}
         again = dg.materialize(list(defs.assets), selection=["trained_models", "training_curves"], partition_key=key,
                                instance=instance, resources=resources, run_config=config, raise_on_error=False)

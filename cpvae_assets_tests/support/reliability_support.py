@@ -13,10 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from cpvae_assets.storage.paths import project_root
 from cpvae_assets.storage.tables import atomic_path
@@ -71,6 +74,29 @@ def tree(root: Path, skip: tuple[str, ...] = ("dagster_home",), hidden: bool = F
             continue
         out[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """``folder`` as a tmpfs of ``size`` for the block: a disk small enough to fill. Mounting needs root
+    (CI runs as root)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a small tmpfs as the lake: run it as root (CI does)", pytrace=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_disk(folder: Path, leave: int = 16_384) -> Path:
+    """Fill the disk holding ``folder`` but for ``leave`` bytes (less than a table or model file, more than
+    a failure line); returns the filler file."""
+    free = os.statvfs(folder)
+    filler = folder / "filler"
+    filler.write_bytes(b"\0" * max(0, free.f_bavail * free.f_frsize - leave))
+    return filler
 
 
 def hidden_leftovers(root: Path) -> list[str]:
