@@ -20,15 +20,18 @@ class FusedAdam(tf.Module):
     def __init__(self, variables: Sequence[tf.Variable], learning_rate: float = 1e-3):
         super().__init__()
         self.targets = list(variables)
-        self.m = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.targets]
-        self.v = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.targets]
+        # shaped as their targets, whose widths may change between trainings (``Stack.resize``)
+        moment = lambda v: tf.Variable(tf.zeros_like(v), shape=v.shape, trainable=False)  # noqa: E731
+        self.m = [moment(v) for v in self.targets]
+        self.v = [moment(v) for v in self.targets]
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.learning_rate = tf.Variable(learning_rate, dtype=tf.float32, trainable=False)
 
     def reset(self, learning_rate: float) -> None:
-        """Zero moments and step count, as a new optimizer."""
-        for var in (*self.m, *self.v):
-            var.assign(tf.zeros_like(var))
+        """Zero moments (of the targets' current shapes) and step count, as a new optimizer."""
+        for target, m, v in zip(self.targets, self.m, self.v):
+            m.assign(tf.zeros_like(target))
+            v.assign(tf.zeros_like(target))
         self.iterations.assign(0)
         self.learning_rate.assign(learning_rate)
 

@@ -1,5 +1,6 @@
-"""The compiled epoch functions of a stack of models, cached per shape signature, so tuning trials, seeds
-and the next partition reuse the traced graphs instead of paying seconds of tracing each time. Inside
+"""The compiled epoch functions of a stack of models, cached per layout (``Signature.layout``: K, batch norm,
+MMD, dtype, chains; not the widths), so tuning trials, seeds, other datasets and the next partition reuse
+the traced graphs instead of paying 0.4-1.7 s of tracing and graph optimisation each time. Inside
 an epoch the K models are independent chains of ops (where the work pays for their tracing), which
 TensorFlow runs side by side, one thread per op (``cpvae_assets.models`` sets the thread pools).
 """
@@ -10,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import tensorflow as tf
@@ -21,11 +22,12 @@ from cpvae_assets.models.stack import Stack, epoch_noise, losses, reciprocal
 
 @dataclass(frozen=True)
 class Signature:
-    """What a compiled training function depends on: the shapes of the variables and two switches.
+    """A stack's shapes and switches. The compiled functions depend on its ``layout`` only.
 
-    Everything else (row counts, batch size, learning rate, loss weights, seeds, the data) is an
-    argument of the compiled functions, so a second ``train_stack`` call with the same signature
-    (a tuning trial, the next partition, the shuffled control of a grid) reuses the traced graphs.
+    Everything else (widths, row counts, batch size, learning rate, loss weights, seeds, the data) is
+    an argument of the compiled functions or a variable's value, so a later ``train_stack`` call with
+    the same layout (a tuning trial, the next partition or dataset, the shuffled control of a grid)
+    reuses the traced graphs.
     """
 
     k: int
@@ -36,6 +38,11 @@ class Signature:
     use_mmd: bool
     matmul_dtype: str = "float32"
     chains: bool = False  # one chain of ops per model (``Trainer``), else one batched chain of K
+
+    @property
+    def layout(self) -> Signature:
+        """The signature without its widths: what a traced graph is specific to."""
+        return replace(self, n_in=0, hidden=0, latent=0)
 
 
 EVAL_CHUNK_ROWS = 2048
@@ -52,32 +59,35 @@ _TRAINER_CACHE_SIZE = 16
 
 
 class Trainer:
-    """The variables (weights, Adam's state) and compiled epoch functions of one ``Signature``.
+    """The variables (weights, Adam's state) and compiled epoch functions of one ``Signature.layout``.
 
-    ``reset`` gives it fresh weights and optimizer state, so a reused trainer trains exactly as a
-    new one (bit for bit: same ops, same inputs)."""
+    ``reset`` gives it the widths of a signature, fresh weights and optimizer state, so a reused trainer
+    trains exactly as a new one (bit for bit: same ops, same inputs)."""
 
     def __init__(self, sig: Signature):
-        self.sig = sig
+        self.sig = sig.layout
         # chains: one Stack of 1 per member, K independent chains of ops that TensorFlow's executor runs
         # side by side on its inter-op threads. Measured at the Cell Painting level-5 shape with K = 6,
         # 2 cores: 1.5 s per epoch, against 3.6 s for one Stack of 6 (batched matmuls), which traces faster.
         blocks = [(j, j + 1) for j in range(sig.k)] if sig.chains else [(0, sig.k)]
-        self.blocks = [(a, b, Stack(b - a, sig.n_in, sig.hidden, sig.latent, sig.batch_norm, matmul_dtype=sig.matmul_dtype))
-                        for a, b in blocks]
+        self.blocks = [(a, b, Stack(b - a, sig.n_in, sig.hidden, sig.latent, sig.batch_norm,
+                                    matmul_dtype=sig.matmul_dtype, open_widths=True)) for a, b in blocks]
         self.variables = [var for _, _, member in self.blocks for var in member.trainables]
         self.optimizer = FusedAdam(self.variables)
         k = sig.k
-        data = tf.TensorSpec([None, None, sig.n_in], tf.float32)  # (distinct datasets, rows, features)
+        data = tf.TensorSpec([None, None, None], tf.float32)  # (distinct datasets, rows, features)
         ints, floats, scalar = tf.TensorSpec([k], tf.int32), tf.TensorSpec([k], tf.float32), tf.TensorSpec([], tf.int32)
         self.run_epoch = tf.function(self._run_epoch, input_signature=[
             data, ints, tf.TensorSpec([k, None], tf.int32), floats, floats, ints, scalar, scalar])
         self.evaluate = tf.function(self._evaluate, input_signature=[data, ints, floats, floats, ints, scalar, scalar])
         self.calibrate = tf.function(self._calibrate, input_signature=[
-            tf.TensorSpec([None, 1, sig.n_in], tf.float32), tf.TensorSpec([None, sig.n_in, sig.n_in], tf.float32), ints])
+            tf.TensorSpec([None, 1, None], tf.float32), tf.TensorSpec([None, None, None], tf.float32), ints])
 
-    def reset(self, seeds: Sequence[int], learning_rate: float) -> None:
+    def reset(self, sig: Signature, seeds: Sequence[int], learning_rate: float) -> None:
+        if sig.layout != self.sig:
+            raise ValueError(f"a trainer of {self.sig} cannot train {sig}")
         for a, b, member in self.blocks:
+            member.resize(sig.n_in, sig.hidden, sig.latent)
             member.reset(list(seeds[a:b]))
         self.optimizer.reset(learning_rate)
 
@@ -95,11 +105,11 @@ class Trainer:
     def _run_epoch(self, x_train, data_idx, order, kl_w, mmd_w, seeds, epoch, batch_size):
         """One epoch: ``order`` (K, n_batches x batch) holds each member's shuffled row indices."""
         n_rows = tf.shape(x_train)[1]
-        x_flat = tf.reshape(x_train, [-1, self.sig.n_in])
+        x_flat = tf.reshape(x_train, [-1, tf.shape(x_train)[2]])
         flat_order = order + data_idx[:, None] * n_rows  # member k's rows of its own dataset
         n_batches = tf.shape(order)[1] // batch_size
         sums = tf.zeros((4, self.sig.k))
-        draws = epoch_noise(seeds, epoch, n_batches * batch_size, self.sig.latent, 0)
+        draws = epoch_noise(seeds, epoch, n_batches * batch_size, self._latent(), 0)
         for i in tf.range(n_batches):
             span = slice(i * batch_size, (i + 1) * batch_size)
             with tf.GradientTape() as tape:
@@ -114,15 +124,18 @@ class Trainer:
     def _evaluate(self, x_val, data_idx, kl_w, mmd_w, seeds, epoch, chunk):
         # every validation profile counts; chunks of the batch size keep the MMD on the training scale
         n_val = tf.shape(x_val)[1]
-        x_flat = tf.reshape(x_val, [-1, self.sig.n_in])
+        x_flat = tf.reshape(x_val, [-1, tf.shape(x_val)[2]])
         sums = tf.zeros((4, self.sig.k))
-        draws = epoch_noise(seeds, epoch, n_val, self.sig.latent, 1)
+        draws = epoch_noise(seeds, epoch, n_val, self._latent(), 1)
         for i in tf.range((n_val + chunk - 1) // chunk):
             rows = tf.range(i * chunk, tf.minimum((i + 1) * chunk, n_val))
             span = slice(i * chunk, (i + 1) * chunk)
             parts = self._losses(x_flat, rows[None, :] + data_idx[:, None] * n_val, kl_w, mmd_w, draws, span, training=False)
             sums += tf.concat(parts, axis=1) * tf.cast(tf.size(rows), tf.float32)
         return sums * reciprocal(n_val)
+
+    def _latent(self) -> tf.Tensor:
+        return tf.shape(self.blocks[0][2].mean_w)[2]
 
     def _calibrate(self, mean_x, cov_x, data_idx):
         for a, b, member in self.blocks:
@@ -136,22 +149,22 @@ _TRAINERS_LOCK = threading.Lock()
 
 @contextmanager
 def checked_out(sig: Signature) -> Iterator[Trainer]:
-    """A cached trainer of this signature, held exclusively while in use (a concurrent call of the
-    same signature builds its own), and cached again afterwards (least recently used dropped)."""
+    """A cached trainer of this signature's layout, held exclusively while in use (a concurrent call of
+    the same layout builds its own), and cached again afterwards (least recently used dropped)."""
     with _TRAINERS_LOCK:
-        trainer = _TRAINERS.pop(sig, None)
+        trainer = _TRAINERS.pop(sig.layout, None)
     trainer = trainer or Trainer(sig)
     try:
         yield trainer
     finally:
         with _TRAINERS_LOCK:
-            _TRAINERS[sig] = trainer
+            _TRAINERS[sig.layout] = trainer
             while len(_TRAINERS) > _TRAINER_CACHE_SIZE:
                 _TRAINERS.popitem(last=False)
 
 
 def compiled_traces() -> dict[Signature, dict[str, int]]:
-    """Per cached signature, how often each compiled function was traced (TensorFlow's own count): a
+    """Per cached layout, how often each compiled function was traced (TensorFlow's own count): a
     call with a known signature adds nothing (tracing costs seconds on a 2-core machine)."""
     with _TRAINERS_LOCK:
         trainers = list(_TRAINERS.items())

@@ -33,30 +33,35 @@ def glorot(rng: np.random.Generator, k: int, fan_in: int, fan_out: int) -> np.nd
 
 class Stack(tf.Module):
     def __init__(self, k: int, n_in: int, hidden: int, latent: int, batch_norm: bool, seeds: Sequence[int] | None = None,
-                 matmul_dtype: str = "float32"):
+                 matmul_dtype: str = "float32", open_widths: bool = False):
         super().__init__()
         if matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"matmul_dtype {matmul_dtype!r}; expected one of {MATMUL_DTYPES}")
         self.matmul_dtype = matmul_dtype
-        zeros = lambda *s: tf.Variable(tf.zeros((k, *s)))  # noqa: E731
         self.k, self.n_in, self.hidden, self.latent = k, n_in, hidden, latent
         self.batch_norm = batch_norm
-        self.enc_w = zeros(n_in, hidden)
-        self.enc_b = zeros(1, hidden)
-        self.bn_gamma = tf.Variable(tf.ones((k, 1, hidden)))
-        self.bn_beta = zeros(1, hidden)
-        self.bn_mean = tf.Variable(tf.zeros((k, 1, hidden)), trainable=False)
-        self.bn_var = tf.Variable(tf.ones((k, 1, hidden)), trainable=False)
-        self.mean_w = zeros(hidden, latent)
-        self.mean_b = zeros(1, latent)
-        self.logvar_w = zeros(hidden, latent)
-        self.logvar_b = zeros(1, latent)
-        self.dec_w = zeros(latent, hidden)
-        self.dec_b = zeros(1, hidden)
-        self.out_w = zeros(hidden, n_in)
-        self.out_b = zeros(1, n_in)
+        # ``open_widths``: variables of any width (``resize``), so one trainer's compiled functions serve
+        # every tuning trial and dataset of its layout instead of tracing again for each width
+        shape = tf.TensorShape([k, None, None]) if open_widths else None
+
+        def var(rows: int, cols: int, fill: float = 0.0, trainable: bool = True) -> tf.Variable:
+            return tf.Variable(tf.fill((k, rows, cols), fill), shape=shape, trainable=trainable)
+
+        self.enc_w, self.enc_b = var(n_in, hidden), var(1, hidden)
+        self.bn_gamma, self.bn_beta = var(1, hidden, 1.0), var(1, hidden)
+        self.bn_mean, self.bn_var = var(1, hidden, trainable=False), var(1, hidden, 1.0, trainable=False)
+        self.mean_w, self.mean_b = var(hidden, latent), var(1, latent)
+        self.logvar_w, self.logvar_b = var(hidden, latent), var(1, latent)
+        self.dec_w, self.dec_b = var(latent, hidden), var(1, hidden)
+        self.out_w, self.out_b = var(hidden, n_in), var(1, n_in)
         if seeds is not None:
             self.reset(seeds)
+
+    def resize(self, n_in: int, hidden: int, latent: int) -> None:
+        """The widths of the next ``reset`` (a stack with ``open_widths``)."""
+        if (n_in, hidden, latent) != (self.n_in, self.hidden, self.latent) and self.enc_w.shape.is_fully_defined():
+            raise ValueError("a stack without open_widths keeps its widths")
+        self.n_in, self.hidden, self.latent = n_in, hidden, latent
 
     def reset(self, seeds: Sequence[int]) -> None:
         """Fresh weights: Glorot-uniform kernels from each member's own seed, zero biases, BN at identity."""
@@ -73,10 +78,12 @@ class Stack(tf.Module):
         self.logvar_w.assign(stacked(self.hidden, self.latent))
         self.dec_w.assign(stacked(self.latent, self.hidden))
         self.out_w.assign(stacked(self.hidden, self.n_in))
-        for var in (self.enc_b, self.bn_beta, self.bn_mean, self.mean_b, self.logvar_b, self.dec_b, self.out_b):
-            var.assign(tf.zeros_like(var))
-        for var in (self.bn_gamma, self.bn_var):
-            var.assign(tf.ones_like(var))
+        widths = {"enc_b": self.hidden, "bn_beta": self.hidden, "bn_mean": self.hidden, "mean_b": self.latent,
+                  "logvar_b": self.latent, "dec_b": self.hidden, "out_b": self.n_in, "bn_gamma": self.hidden,
+                  "bn_var": self.hidden}
+        for name, width in widths.items():
+            fill = 1.0 if name in ("bn_gamma", "bn_var") else 0.0
+            getattr(self, name).assign(np.full((self.k, 1, width), fill, np.float32))
 
     @property
     def trainables(self) -> list[tf.Variable]:
@@ -166,7 +173,7 @@ def losses(stack: Stack, x: tf.Tensor, kl_w: tf.Tensor, mmd_w: tf.Tensor, noise:
     return recon + kl_w * kl + mmd_w * mmd, recon, kl, mmd
 
 
-def epoch_noise(seeds: tf.Tensor, epoch: int, rows: int, latent: int, stream: int) -> tf.Tensor:
+def epoch_noise(seeds: tf.Tensor, epoch: int, rows: int, latent: int | tf.Tensor, stream: int) -> tf.Tensor:
     """(2, K, rows, L) standard normal draws for one epoch, each model from its own seed: drawn once
     per epoch rather than per step (two random ops per model per step cost ~10% of a small model's
     step), and a model's draws do not depend on which other models share its stack."""

@@ -72,8 +72,8 @@ def train_stack(
 
     A member whose loss becomes NaN or inf raises ``TrainingDiverged`` (naming the epoch), unless
     ``raise_on_divergence`` is False (grid searches), where it just stops improving. The compiled
-    functions are cached per (K, features, hidden, latent, batch norm, MMD used): a later call with
-    the same shapes traces nothing, whatever its data, row count, batch size or learning rate.
+    functions are cached per layout (K, batch norm, MMD used, dtype, chains): a later call with the
+    same layout traces nothing, whatever its widths, data, row count, batch size or learning rate.
 
     ``matmul_dtype='bfloat16'`` (opt-in) rounds the operands of every matrix product to bfloat16: faster
     on CPUs with native bfloat16 units, not bit-identical to float32 (``bench/train_throughput.py``
@@ -125,7 +125,7 @@ def train_stack(
     batch = tf.constant(batch_size, tf.int32)
 
     with checked_out(sig) as trainer:
-        trainer.reset([m.seed for m in members], learning_rate)
+        trainer.reset(sig, [m.seed for m in members], learning_rate)
         best = np.full(k, np.inf)
         best_epoch = [0] * k
         best_weights = trainer.snapshot()

@@ -1,12 +1,12 @@
 """The stacked trainer: a member trains as if alone, history and best epoch, compiled functions traced
-once per signature, and the opt-in bfloat16 matmuls. Data and stack runs: ``models/conftest.py``."""
+once per layout, and the opt-in bfloat16 matmuls. Data and stack runs: ``models/conftest.py``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cpvae_assets_tests.support.model_data import HIDDEN, LATENT, STACK_EPOCHS, Data, low_rank
+from cpvae_assets_tests.support.model_data import HIDDEN, LATENT, N_FEATURES, STACK_EPOCHS, Data, low_rank
 
 
 def _curve(result, name: str, column: str) -> np.ndarray:
@@ -75,36 +75,39 @@ def test_stack_history_and_best_epoch(stack_runs: dict) -> None:
     assert _curve(result, "b", "mmd").max() > 0 and (_curve(result, "b", "kl") > 0).all()
 
 
-def test_train_stack_traces_once_per_signature(data: Data) -> None:
-    """The compiled epoch functions are cached per (K, features, hidden, latent, batch norm, MMD): a
-    call with other data, rows, batch size, learning rate, seed or loss weight traces nothing (issue 4:
-    each tuning trial used to pay the tracing), and a reused trainer trains exactly as a fresh one."""
-    from cpvae_assets.models.compiled import compiled_traces
+def test_train_stack_traces_once_per_layout(data: Data) -> None:
+    """The compiled epoch functions are cached per layout (K, batch norm, MMD, dtype, chains): a call with
+    other data, rows, batch size, learning rate, seed, loss weight, or other features, hidden units or
+    latent dimensions traces nothing (issue 4: each tuning trial paid the tracing; issue 15: so did each
+    width of a trial and each dataset), and a reused trainer trains exactly as a fresh one."""
+    from cpvae_assets.models.compiled import Signature, compiled_traces
     from cpvae_assets.models.trainer import StackMember, train_stack
 
-    hidden = HIDDEN + 3  # shapes no other test uses: these signatures start untraced in this process
+    k = 3  # a layout no other test uses: it starts untraced in this process
+    layout = Signature(k, 0, 0, 0, batch_norm=True, use_mmd=False, chains=False)
+    wide = low_rank(n=300, f=N_FEATURES + 12, seed=9)
 
-    def run(member, latent: int = LATENT + 1, **changes):
+    def run(x: np.ndarray, val: np.ndarray, latent: int, hidden: int, seed: int = 1, **changes):
+        members = [StackMember(f"m{j}", 0.3, 0.0, x, val, seed + j) for j in range(k)]
         kwargs = {"latent_dim": latent, "hidden_dim": hidden, "learning_rate": 3e-3, "batch_size": 32,
-                  "encoder_batch_norm": True, "epochs": 2, "patience": 2} | changes
-        return train_stack([member], **kwargs)
+                  "encoder_batch_norm": True, "epochs": 2, "patience": 2, "chains": False} | changes
+        return train_stack(members, **kwargs)
 
-    def traces(latent: int) -> dict[str, int]:
-        return {name: count for sig, counts in compiled_traces().items() if (sig.hidden, sig.latent) == (hidden, latent)
-                for name, count in counts.items()}
-
-    first = run(StackMember("a", 0.3, 0.0, data.train, data.val, 1))  # traces (fresh trainer)
-    traced = traces(LATENT + 1)
+    first = run(data.train, data.val, LATENT, HIDDEN)  # traces (fresh trainer)
+    traced = compiled_traces()[layout]
     assert traced == {"run_epoch": 1, "evaluate": 1, "calibrate": 1}
-    other = low_rank(seed=9)
-    run(StackMember("b", 1.0, 0.0, other[:200], other[200:230], 4), learning_rate=1e-3, batch_size=40)
-    again = run(StackMember("a", 0.3, 0.0, data.train, data.val, 1))
-    assert traces(LATENT + 1) == traced, "same signature, other data / rows / batch / lr / seed: no new trace"
+    # other widths (features, hidden, latent), rows, batch size, learning rate and seeds: the same graphs
+    other = run(wide[:260], wide[260:], LATENT + 4, HIDDEN + 7, seed=4, learning_rate=1e-3, batch_size=40)
+    assert other.weights["enc_w"].shape == (k, N_FEATURES + 12, HIDDEN + 7)
+    assert other.weights["mean_w"].shape == (k, HIDDEN + 7, LATENT + 4)
+    again = run(data.train, data.val, LATENT, HIDDEN)
+    assert compiled_traces()[layout] == traced, "same layout, other widths / data / rows / batch / lr / seed: no new trace"
     for name, value in first.weights.items():
         assert np.array_equal(again.weights[name], value), name
     assert again.history == first.history
-    run(StackMember("a", 0.3, 0.0, data.train, data.val, 1), latent=LATENT + 2)  # another shape: one more trace
-    assert traces(LATENT + 2)["run_epoch"] == 1 and traces(LATENT + 1) == traced
+    run(data.train, data.val, LATENT, HIDDEN, chains=True)  # another layout: its own trainer
+    assert compiled_traces()[layout] == traced
+    assert compiled_traces()[Signature(k, 0, 0, 0, batch_norm=True, use_mmd=False, chains=True)]["run_epoch"] == 1
 
 
 def test_bfloat16_matmuls_are_opt_in_and_close(data: Data) -> None:
