@@ -7,7 +7,7 @@ A|B pairs), each size in its own process (clean memory readings):
 
   train  ``train_model`` (beta-VAE, paper CP5 hyperparameters, 2 real + 2 shuffled seeds) for a fixed
          number of epochs (3; early stopping off), 90/10 train/validation; the compiled functions are
-         traced on a small warm-up run first (same signature: nothing is traced again); ``seconds`` is
+         traced on a small warm-up run first (same layout: nothing is traced again); ``seconds`` is
          the epochs (``train_stack``'s loop), ``train_model call s`` the whole call (shuffled copy,
          Keras export)
   lsa    encoding of every profile, then ``score`` (group means, LSA and baselines), after one

@@ -47,14 +47,15 @@ class Signature:
 
 EVAL_CHUNK_ROWS = 2048
 # K chains trace in ~K times the ops: 2-3 s more than one batched chain at K = 4 on 2 cores, while an
-# epoch of CP5 (9,331 rows) runs 1.1 s instead of 2.4 s. Chains pay from ~100,000 model x row x epochs.
+# epoch of CP5 (9,331 rows) runs 1.1 s instead of 2.4 s. Chains pay from ~100,000 model x row x epochs
+# (measured when each width traced anew; now a process traces a layout once, so this is conservative).
 CHAINS_MIN_WORK = 100_000
 
 
 def use_chains(k: int, rows: int, epochs: int) -> bool:
     return k > 1 and k * rows * epochs >= CHAINS_MIN_WORK
 
-# how often each compiled function was traced in this process (tests; the tracing cost is seconds)
+# trainers kept per process (one per layout in use; least recently used dropped)
 _TRAINER_CACHE_SIZE = 16
 
 
@@ -165,7 +166,7 @@ def checked_out(sig: Signature) -> Iterator[Trainer]:
 
 def compiled_traces() -> dict[Signature, dict[str, int]]:
     """Per cached layout, how often each compiled function was traced (TensorFlow's own count): a
-    call with a known signature adds nothing (tracing costs seconds on a 2-core machine)."""
+    call with a known layout adds nothing (tracing costs seconds on a 2-core machine)."""
     with _TRAINERS_LOCK:
         trainers = list(_TRAINERS.items())
     return {sig: {name: getattr(t, name).experimental_get_tracing_count() for name in ("run_epoch", "evaluate", "calibrate")}

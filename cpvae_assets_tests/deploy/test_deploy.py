@@ -120,6 +120,9 @@ def test_local_instance_limits_the_training_pool(tmp_path: Path) -> None:
         assert dg.materialize([toy_training], instance=instance).success
         info = instance.event_log_storage.get_concurrency_info(TRAINING_POOL)
         assert info.limit == 2
+        # the daemon looks at the run queue every second (Dagster's default, 5 s, delayed each launch wave
+        # of a refresh), a setting Dagster takes beside the concurrency block
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
 
 
 def test_make_copies_the_local_instance_only_when_absent(tmp_path: Path) -> None:

@@ -75,15 +75,25 @@ def test_stack_history_and_best_epoch(stack_runs: dict) -> None:
     assert _curve(result, "b", "mmd").max() > 0 and (_curve(result, "b", "kl") > 0).all()
 
 
-def test_train_stack_traces_once_per_layout(data: Data) -> None:
+def test_train_stack_traces_once_per_layout(data: Data, monkeypatch: pytest.MonkeyPatch) -> None:
     """The compiled epoch functions are cached per layout (K, batch norm, MMD, dtype, chains): a call with
     other data, rows, batch size, learning rate, seed, loss weight, or other features, hidden units or
-    latent dimensions traces nothing (issue 4: each tuning trial paid the tracing; issue 15: so did each
-    width of a trial and each dataset), and a reused trainer trains exactly as a fresh one."""
+    latent dimensions builds no trainer and traces nothing (issue 4: each tuning trial paid the tracing;
+    issue 15: so did each width of a trial and each dataset), and a reused trainer trains exactly as a
+    fresh one."""
+    from cpvae_assets.models import compiled
     from cpvae_assets.models.compiled import Signature, compiled_traces
     from cpvae_assets.models.trainer import StackMember, train_stack
 
-    k = 3  # a layout no other test uses: it starts untraced in this process
+    built: list[Signature] = []
+
+    class Counted(compiled.Trainer):
+        def __init__(self, sig: Signature):
+            built.append(sig.layout)
+            super().__init__(sig)
+
+    monkeypatch.setattr(compiled, "Trainer", Counted)
+    k = 3  # a layout no other test uses, so the first call below builds its trainer
     layout = Signature(k, 0, 0, 0, batch_norm=True, use_mmd=False, chains=False)
     wide = low_rank(n=300, f=N_FEATURES + 12, seed=9)
 
@@ -93,21 +103,24 @@ def test_train_stack_traces_once_per_layout(data: Data) -> None:
                   "encoder_batch_norm": True, "epochs": 2, "patience": 2, "chains": False} | changes
         return train_stack(members, **kwargs)
 
-    first = run(data.train, data.val, LATENT, HIDDEN)  # traces (fresh trainer)
+    first = run(data.train, data.val, LATENT, HIDDEN)
+    assert built == [layout]
     traced = compiled_traces()[layout]
     assert traced == {"run_epoch": 1, "evaluate": 1, "calibrate": 1}
-    # other widths (features, hidden, latent), rows, batch size, learning rate and seeds: the same graphs
+    # other widths (features, hidden, latent), rows, batch size, learning rate and seeds: the same trainer
     other = run(wide[:260], wide[260:], LATENT + 4, HIDDEN + 7, seed=4, learning_rate=1e-3, batch_size=40)
     assert other.weights["enc_w"].shape == (k, N_FEATURES + 12, HIDDEN + 7)
     assert other.weights["mean_w"].shape == (k, HIDDEN + 7, LATENT + 4)
+    assert np.isfinite(other.best_val_loss).all()
+    # back to the first widths on the trainer the other widths left: bit for bit the fresh trainer's run
     again = run(data.train, data.val, LATENT, HIDDEN)
-    assert compiled_traces()[layout] == traced, "same layout, other widths / data / rows / batch / lr / seed: no new trace"
+    assert built == [layout], "same layout, other widths / data / rows / batch / lr / seed: no new trainer"
+    assert compiled_traces()[layout] == traced
     for name, value in first.weights.items():
         assert np.array_equal(again.weights[name], value), name
     assert again.history == first.history
-    run(data.train, data.val, LATENT, HIDDEN, chains=True)  # another layout: its own trainer
-    assert compiled_traces()[layout] == traced
-    assert compiled_traces()[Signature(k, 0, 0, 0, batch_norm=True, use_mmd=False, chains=True)]["run_epoch"] == 1
+    run(data.train, data.val, LATENT, HIDDEN, chains=True)  # another layout: a trainer of its own
+    assert built == [layout, Signature(k, 0, 0, 0, batch_norm=True, use_mmd=False, chains=True)]
 
 
 def test_bfloat16_matmuls_are_opt_in_and_close(data: Data) -> None:
