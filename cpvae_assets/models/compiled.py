@@ -24,10 +24,10 @@ from cpvae_assets.models.stack import Stack, epoch_noise, losses, reciprocal
 class Signature:
     """A stack's shapes and switches. The compiled functions depend on its ``layout`` only.
 
-    Everything else (widths, row counts, batch size, learning rate, loss weights, seeds, the data) is
-    an argument of the compiled functions or a variable's value, so a later ``train_stack`` call with
-    the same layout (a tuning trial, the next partition or dataset, the shuffled control of a grid)
-    reuses the traced graphs.
+    Everything else (row counts, batch size, learning rate, loss weights, seeds, the data; and with
+    ``open_widths`` the features, hidden units and latent dimensions) is an argument of the compiled
+    functions or a variable's value, so a later ``train_stack`` call with the same layout (a tuning
+    trial, the next partition or dataset, the shuffled control of a grid) reuses the traced graphs.
     """
 
     k: int
@@ -38,11 +38,12 @@ class Signature:
     use_mmd: bool
     matmul_dtype: str = "float32"
     chains: bool = False  # one chain of ops per model (``Trainer``), else one batched chain of K
+    open_widths: bool = True  # graphs for any widths (``use_open_widths``), else for these widths only
 
     @property
     def layout(self) -> Signature:
-        """The signature without its widths: what a traced graph is specific to."""
-        return replace(self, n_in=0, hidden=0, latent=0)
+        """What a traced graph is specific to: the signature, without its widths when they are open."""
+        return replace(self, n_in=0, hidden=0, latent=0) if self.open_widths else self
 
 
 EVAL_CHUNK_ROWS = 2048
@@ -54,6 +55,17 @@ CHAINS_MIN_WORK = 100_000
 
 def use_chains(k: int, rows: int, epochs: int) -> bool:
     return k > 1 and k * rows * epochs >= CHAINS_MIN_WORK
+
+
+# Open widths save the 0.4-1.7 s of tracing a new width, and cost ~0.14 ms per model and step (shapes
+# computed at run time, not folded into the graph: demo_cp_level4's batch-32 epoch 2.40 s against 2.20-2.28 s
+# on one core, K = 4). Fixed widths pay from ~10,000 model x steps: the demo's level-4 training, the
+# paper budget's trainings and trials; both give the same weights bit for bit.
+OPEN_WIDTHS_MAX_STEPS = 10_000
+
+
+def use_open_widths(k: int, steps: int) -> bool:
+    return k * steps < OPEN_WIDTHS_MAX_STEPS
 
 # trainers kept per process (one per layout in use; least recently used dropped)
 _TRAINER_CACHE_SIZE = 16
@@ -72,7 +84,7 @@ class Trainer:
         # 2 cores: 1.5 s per epoch, against 3.6 s for one Stack of 6 (batched matmuls), which traces faster.
         blocks = [(j, j + 1) for j in range(sig.k)] if sig.chains else [(0, sig.k)]
         self.blocks = [(a, b, Stack(b - a, sig.n_in, sig.hidden, sig.latent, sig.batch_norm,
-                                    matmul_dtype=sig.matmul_dtype, open_widths=True)) for a, b in blocks]
+                                    matmul_dtype=sig.matmul_dtype, open_widths=sig.open_widths)) for a, b in blocks]
         self.variables = [var for _, _, member in self.blocks for var in member.trainables]
         self.optimizer = FusedAdam(self.variables)
         k = sig.k

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cpvae_assets.models.compiled import EVAL_CHUNK_ROWS, Signature, checked_out, use_chains
+from cpvae_assets.models.compiled import EVAL_CHUNK_ROWS, Signature, checked_out, use_chains, use_open_widths
 from cpvae_assets.models.stack import CALIBRATION_ROWS, input_moments
 from cpvae_assets.schema import MATMUL_DTYPES
 
@@ -67,13 +67,15 @@ def train_stack(
     raise_on_divergence: bool = True,
     matmul_dtype: str = "float32",
     chains: bool | None = None,
+    open_widths: bool | None = None,
 ) -> StackResult:
     """Train every member with early stopping on its own validation loss; keep its best weights.
 
     A member whose loss becomes NaN or inf raises ``TrainingDiverged`` (naming the epoch), unless
     ``raise_on_divergence`` is False (grid searches), where it just stops improving. The compiled
-    functions are cached per layout (K, batch norm, MMD used, dtype, chains): a later call with the
-    same layout traces nothing, whatever its widths, data, row count, batch size or learning rate.
+    functions are cached per layout (K, batch norm, MMD used, dtype, chains, and the widths unless they
+    are open): a later call with the same layout traces nothing, whatever its data, row count, batch
+    size or learning rate (and widths, when open).
 
     ``matmul_dtype='bfloat16'`` (opt-in) rounds the operands of every matrix product to bfloat16: faster
     on CPUs with native bfloat16 units, not bit-identical to float32 (``bench/train_throughput.py``
@@ -81,6 +83,8 @@ def train_stack(
 
     ``chains`` (default: decided by the work, ``use_chains``) trains each model as its own chain of ops,
     faster per epoch but slower to trace than one batched chain; both give the same models up to rounding.
+    ``open_widths`` (default: for small work, ``use_open_widths``) reuses one trainer's graphs for any
+    widths, at a small cost per step; the models are bit-identical either way.
     """
     if not members:
         raise ValueError("no models to train")
@@ -99,7 +103,8 @@ def train_stack(
     if matmul_dtype not in MATMUL_DTYPES:
         raise ValueError(f"matmul_dtype {matmul_dtype!r}; expected one of {MATMUL_DTYPES}")
     sig = Signature(k, int(n_in), int(hidden_dim), int(latent_dim), bool(encoder_batch_norm), use_mmd, matmul_dtype,
-                    use_chains(k, n_train, epochs) if chains is None else bool(chains) and k > 1)
+                    use_chains(k, n_train, epochs) if chains is None else bool(chains) and k > 1,
+                    use_open_widths(k, n_train // batch_size * epochs) if open_widths is None else bool(open_widths))
     # members that share a dataset (real seeds; shuffled seeds) share one copy of it in memory
     unique: dict[int, int] = {}
     for m in members:

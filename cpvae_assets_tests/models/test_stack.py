@@ -123,6 +123,32 @@ def test_train_stack_traces_once_per_layout(data: Data, monkeypatch: pytest.Monk
     assert built == [layout, Signature(k, 0, 0, 0, batch_norm=True, use_mmd=False, chains=True)]
 
 
+def test_open_and_fixed_widths_train_the_same_models_bit_for_bit(data: Data) -> None:
+    """Open widths (small work: tuning trials, small datasets) and fixed widths (large work, where shapes
+    folded into the graph make each step cheaper) are two compilations of the same ops: the same models,
+    bit for bit, also on an open trainer that other widths used before."""
+    from cpvae_assets.models.compiled import OPEN_WIDTHS_MAX_STEPS, Signature, compiled_traces, use_open_widths
+    from cpvae_assets.models.trainer import StackMember, train_stack
+
+    other = low_rank(n=len(data.train) + len(data.val), seed=11)
+    narrow = low_rank(n=200, f=N_FEATURES - 8, seed=12)
+    kwargs = {"latent_dim": LATENT + 2, "hidden_dim": HIDDEN + 5, "learning_rate": 3e-3, "batch_size": 32,
+              "encoder_batch_norm": True, "epochs": 3, "patience": 3}
+    members = [StackMember("a", 0.0, 50.0, data.train, data.val, 3),
+               StackMember("b", 0.0, 50.0, other[:len(data.train)], other[len(data.train):], 4)]
+    # the open trainer of this layout first trains other widths
+    train_stack([StackMember("w", 0.0, 50.0, narrow[:160], narrow[160:], 5)] * 2, open_widths=True,
+                **kwargs | {"latent_dim": LATENT})
+    opened, fixed = train_stack(members, open_widths=True, **kwargs), train_stack(members, open_widths=False, **kwargs)
+    for name, value in opened.weights.items():
+        assert np.array_equal(fixed.weights[name], value), name
+    assert fixed.history == opened.history
+    # a fixed-widths trainer is cached under its widths
+    widths = Signature(2, N_FEATURES, HIDDEN + 5, LATENT + 2, batch_norm=True, use_mmd=True, open_widths=False)
+    assert compiled_traces()[widths]["run_epoch"] == 1
+    assert use_open_widths(4, 100) and not use_open_widths(4, OPEN_WIDTHS_MAX_STEPS // 4)
+
+
 def test_bfloat16_matmuls_are_opt_in_and_close(data: Data) -> None:
     """``matmul_dtype='bfloat16'`` (a speed option, off in the pipeline) trains to nearly the same losses."""
     from cpvae_assets.models.trainer import StackMember, train_stack
