@@ -88,13 +88,15 @@ class Trainer:
         self.variables = [var for _, _, member in self.blocks for var in member.trainables]
         self.optimizer = FusedAdam(self.variables)
         k = sig.k
-        data = tf.TensorSpec([None, None, None], tf.float32)  # (distinct datasets, rows, features)
+        # fixed widths: the features are part of the signature, so every shape folds into the graph
+        n_in = None if sig.open_widths else sig.n_in
+        data = tf.TensorSpec([None, None, n_in], tf.float32)  # (distinct datasets, rows, features)
         ints, floats, scalar = tf.TensorSpec([k], tf.int32), tf.TensorSpec([k], tf.float32), tf.TensorSpec([], tf.int32)
         self.run_epoch = tf.function(self._run_epoch, input_signature=[
             data, ints, tf.TensorSpec([k, None], tf.int32), floats, floats, ints, scalar, scalar])
         self.evaluate = tf.function(self._evaluate, input_signature=[data, ints, floats, floats, ints, scalar, scalar])
         self.calibrate = tf.function(self._calibrate, input_signature=[
-            tf.TensorSpec([None, 1, None], tf.float32), tf.TensorSpec([None, None, None], tf.float32), ints])
+            tf.TensorSpec([None, 1, n_in], tf.float32), tf.TensorSpec([None, n_in, n_in], tf.float32), ints])
 
     def reset(self, sig: Signature, seeds: Sequence[int], learning_rate: float) -> None:
         if sig.layout != self.sig:
@@ -118,7 +120,7 @@ class Trainer:
     def _run_epoch(self, x_train, data_idx, order, kl_w, mmd_w, seeds, epoch, batch_size):
         """One epoch: ``order`` (K, n_batches x batch) holds each member's shuffled row indices."""
         n_rows = tf.shape(x_train)[1]
-        x_flat = tf.reshape(x_train, [-1, tf.shape(x_train)[2]])
+        x_flat = tf.reshape(x_train, [-1, self._width(x_train)])
         flat_order = order + data_idx[:, None] * n_rows  # member k's rows of its own dataset
         n_batches = tf.shape(order)[1] // batch_size
         sums = tf.zeros((4, self.sig.k))
@@ -137,7 +139,7 @@ class Trainer:
     def _evaluate(self, x_val, data_idx, kl_w, mmd_w, seeds, epoch, chunk):
         # every validation profile counts; chunks of the batch size keep the MMD on the training scale
         n_val = tf.shape(x_val)[1]
-        x_flat = tf.reshape(x_val, [-1, tf.shape(x_val)[2]])
+        x_flat = tf.reshape(x_val, [-1, self._width(x_val)])
         sums = tf.zeros((4, self.sig.k))
         draws = epoch_noise(seeds, epoch, n_val, self._latent(), 1)
         for i in tf.range((n_val + chunk - 1) // chunk):
@@ -147,8 +149,11 @@ class Trainer:
             sums += tf.concat(parts, axis=1) * tf.cast(tf.size(rows), tf.float32)
         return sums * reciprocal(n_val)
 
-    def _latent(self) -> tf.Tensor:
-        return tf.shape(self.blocks[0][2].mean_w)[2]
+    def _width(self, x: tf.Tensor) -> int | tf.Tensor:
+        return tf.shape(x)[2] if self.sig.open_widths else self.sig.n_in
+
+    def _latent(self) -> int | tf.Tensor:
+        return tf.shape(self.blocks[0][2].mean_w)[2] if self.sig.open_widths else self.sig.latent
 
     def _calibrate(self, mean_x, cov_x, data_idx):
         for a, b, member in self.blocks:
