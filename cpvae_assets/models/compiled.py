@@ -1,5 +1,5 @@
 """The compiled epoch functions of a stack of models, cached per layout (``Signature.layout``: K, batch norm,
-MMD, dtype, chains; not the widths), so tuning trials, seeds, other datasets and the next partition reuse
+MMD, dtype, chains; the widths only when they are fixed), so tuning trials, seeds, other datasets and the next partition reuse
 the traced graphs instead of paying 0.4-1.7 s of tracing and graph optimisation each time. Inside
 an epoch the K models are independent chains of ops (where the work pays for their tracing), which
 TensorFlow runs side by side, one thread per op (``cpvae_assets.models`` sets the thread pools).

@@ -42,24 +42,25 @@ class Stack(tf.Module):
         self.batch_norm = batch_norm
         # ``open_widths``: variables of any width (``resize``), so one trainer's compiled functions serve
         # every tuning trial and dataset of its layout instead of tracing again for each width
+        self.open_widths = open_widths
         shape = tf.TensorShape([k, None, None]) if open_widths else None
-
-        def var(rows: int, cols: int, fill: float = 0.0, trainable: bool = True) -> tf.Variable:
-            return tf.Variable(tf.fill((k, rows, cols), fill), shape=shape, trainable=trainable)
-
-        self.enc_w, self.enc_b = var(n_in, hidden), var(1, hidden)
-        self.bn_gamma, self.bn_beta = var(1, hidden, 1.0), var(1, hidden)
-        self.bn_mean, self.bn_var = var(1, hidden, trainable=False), var(1, hidden, 1.0, trainable=False)
-        self.mean_w, self.mean_b = var(hidden, latent), var(1, latent)
-        self.logvar_w, self.logvar_b = var(hidden, latent), var(1, latent)
-        self.dec_w, self.dec_b = var(latent, hidden), var(1, hidden)
-        self.out_w, self.out_b = var(hidden, n_in), var(1, n_in)
+        for name, value in self._initial().items():
+            setattr(self, name, tf.Variable(value, shape=shape, trainable=name not in ("bn_mean", "bn_var")))
         if seeds is not None:
             self.reset(seeds)
 
+    def _initial(self) -> dict[str, np.ndarray]:
+        """Every variable at the current widths: kernels zero (``reset`` draws them), biases zero, BN at identity."""
+        d, h, l = self.n_in, self.hidden, self.latent
+        shapes = {"enc_w": (d, h), "enc_b": (1, h), "bn_gamma": (1, h), "bn_beta": (1, h), "bn_mean": (1, h),
+                  "bn_var": (1, h), "mean_w": (h, l), "mean_b": (1, l), "logvar_w": (h, l), "logvar_b": (1, l),
+                  "dec_w": (l, h), "dec_b": (1, h), "out_w": (h, d), "out_b": (1, d)}
+        return {name: np.full((self.k, *shape), 1.0 if name in ("bn_gamma", "bn_var") else 0.0, np.float32)
+                for name, shape in shapes.items()}
+
     def resize(self, n_in: int, hidden: int, latent: int) -> None:
         """The widths of the next ``reset`` (a stack with ``open_widths``)."""
-        if (n_in, hidden, latent) != (self.n_in, self.hidden, self.latent) and self.enc_w.shape.is_fully_defined():
+        if (n_in, hidden, latent) != (self.n_in, self.hidden, self.latent) and not self.open_widths:
             raise ValueError("a stack without open_widths keeps its widths")
         self.n_in, self.hidden, self.latent = n_in, hidden, latent
 
@@ -72,18 +73,12 @@ class Stack(tf.Module):
         def stacked(fan_in: int, fan_out: int) -> np.ndarray:
             return np.concatenate([glorot(r, 1, fan_in, fan_out) for r in init], axis=0)
 
+        initial = self._initial()
         # the draw order (per kernel, member after member) fixes the initial weights of a seed
-        self.enc_w.assign(stacked(self.n_in, self.hidden))
-        self.mean_w.assign(stacked(self.hidden, self.latent))
-        self.logvar_w.assign(stacked(self.hidden, self.latent))
-        self.dec_w.assign(stacked(self.latent, self.hidden))
-        self.out_w.assign(stacked(self.hidden, self.n_in))
-        widths = {"enc_b": self.hidden, "bn_beta": self.hidden, "bn_mean": self.hidden, "mean_b": self.latent,
-                  "logvar_b": self.latent, "dec_b": self.hidden, "out_b": self.n_in, "bn_gamma": self.hidden,
-                  "bn_var": self.hidden}
-        for name, width in widths.items():
-            fill = 1.0 if name in ("bn_gamma", "bn_var") else 0.0
-            getattr(self, name).assign(np.full((self.k, 1, width), fill, np.float32))
+        for name in ("enc_w", "mean_w", "logvar_w", "dec_w", "out_w"):
+            initial[name] = stacked(*initial[name].shape[1:])
+        for name, value in initial.items():
+            getattr(self, name).assign(value)
 
     @property
     def trainables(self) -> list[tf.Variable]:
