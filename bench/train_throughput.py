@@ -10,6 +10,8 @@ process, for two shapes of the paper (Cell Painting level 5 and L1000) on synthe
       kerastf the same, in a child process with TensorFlow's default threads (each op on all
               cores), as plain Keras runs; the faster of the two is the reference;
   (b) K=1     ``cpvae_assets.models.trainer.train_stack`` with one member;
+      k1core  the same, in a child process with one TensorFlow thread: one model on one core, whose speed
+              times the cores is a stack's speed with perfect scaling (the ``scaling`` table);
   (c) K=2/4/6 ``train_stack`` with real + column-shuffled pairs, as ``train_model`` builds them
               (n_seeds = 1, 2 (the default), 3).
 
@@ -19,7 +21,7 @@ the end-of-epoch stamps of epochs i-1 and i (both loops include their validation
 Throughput counts models x training rows x timed epochs / timed seconds.
 
 Usage:  .venv/bin/python bench/train_throughput.py [--quick] [--epochs N] [--shapes cp5,l1000]
-                                                   [--configs keras,kerastf,k1,k2,k4,k6] [--no-append]
+                                                   [--configs keras,kerastf,k1,k1core,k2,k4,k6] [--no-append]
 See bench/README.md.
 """
 
@@ -44,7 +46,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cpvae_assets.models import tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
+from cpvae_assets.models import process_cores, tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
 from cpvae_assets.models.compiled import use_chains  # noqa: E402
 from cpvae_assets.models.precision import kernel_record  # noqa: E402
 from cpvae_assets.models.trainer import StackMember, train_stack  # noqa: E402
@@ -54,46 +56,13 @@ tf.get_logger().setLevel("ERROR")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 from keras_reference import EpochStamps, PaperVAE  # noqa: E402
+from throughput_report import (CHILD_THREADS, CONFIGS, DEFAULT_CONFIGS, SHAPES, Row, Shape, _fmt,  # noqa: E402
+                               paired, references, scaling, table, training_flops)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results.md"
 VALIDATION_FRACTION = 0.10
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class Shape:
-    key: str
-    label: str
-    rows: int
-    features: int
-    batch_size: int
-    latent_dim: int
-    hidden_dim: int
-    beta: float
-    learning_rate: float
-    timed_epochs: int
-    quick_rows: int
-
-
-SHAPES = {
-    "cp5": Shape("cp5", "Cell Painting level 5", 10_368, 588, 96, 10, 250, 0.3, 1e-3, 3, 2_000),
-    "l1000": Shape("l1000", "L1000", 118_050, 978, 512, 65, 500, 40.0, 1e-3, 2, 8_000),
-}
-# config key -> number of stacked models (None: the Keras reference); "...bf16": matmul_dtype="bfloat16"
-CONFIGS = {"keras": None, "kerastf": None, "k1": 1, "k2": 2, "k4": 4, "k6": 6, "k1bf16": 1, "k4bf16": 4}
-DEFAULT_CONFIGS = "keras,kerastf,k1,k2,k4,k6,k1bf16,k4bf16,kerastf,keras"  # the references first and last (drift)
-KERAS_CONFIGS = ("keras", "kerastf")
-TENSORFLOW_DEFAULT_THREADS = {"TF_NUM_INTEROP_THREADS": "0", "TF_NUM_INTRAOP_THREADS": "0"}  # 0: TensorFlow decides
-
-
-def training_flops(shape: Shape) -> float:
-    """Matrix-multiply flops of one training step per profile: forward (encoder dense, z_mean and
-    z_log_var, decoder dense, output) plus backward (weight gradients of every layer, input gradients
-    of every layer but the first). Element-wise work, validation and calibration are not counted."""
-    f, h, lat = shape.features, shape.hidden_dim, shape.latent_dim
-    forward = f * h + 2 * h * lat + lat * h + h * f
-    return 2.0 * (forward + forward + (forward - f * h))
 
 
 # ---------------------------------------------------------------- measuring
@@ -130,38 +99,6 @@ class Clock:
         self.cpu.append(time.process_time())
         self.busy.append(_system_busy_seconds())
 
-
-@dataclass
-class Row:
-    shape: Shape
-    config: str
-    k: int
-    train_rows: int
-    epoch_seconds: list[float]  # timed epochs only
-    warmup_seconds: float
-    total_seconds: float
-    cpu_cores: float  # this process, during the timed epochs
-    other_cores: float | None  # every other process of the machine, during the timed epochs
-    maxrss_mb: float
-    rss_before_mb: float | None
-    config_peak_mb: float | None
-    op_determinism: bool
-    note: str = ""
-    val_loss: float | None = None  # mean over members of the last epoch's validation loss
-    round: int = 1  # --rounds: which pass over the configurations
-
-    @property
-    def timed(self) -> float:
-        return sum(self.epoch_seconds)
-
-    @property
-    def profiles_per_second(self) -> float:
-        return self.k * self.train_rows * len(self.epoch_seconds) / self.timed
-
-    @property
-    def profiles_per_cpu_second(self) -> float:
-        """Throughput per CPU-second this process got: less sensitive to other processes than wall time."""
-        return self.profiles_per_second / self.cpu_cores
 
 
 def _op_determinism(enabled: bool) -> None:
@@ -227,8 +164,10 @@ def measure_in_child(shape: Shape, config: str, rows: int, timed_epochs: int, se
     """TensorFlow fixes its thread pools when its runtime starts: another setting needs another process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
-        cmd = [sys.executable, __file__, "--child", f"{shape.key}:keras:{rows}:{timed_epochs}:{seed}:{int(keras_deterministic)}:{out}"]
-        subprocess.run(cmd, check=True, env={**os.environ, **TENSORFLOW_DEFAULT_THREADS})
+        measured = "keras" if config == "kerastf" else config  # kerastf: the keras reference with other threads
+        cmd = [sys.executable, __file__, "--child",
+               f"{shape.key}:{measured}:{rows}:{timed_epochs}:{seed}:{int(keras_deterministic)}:{out}"]
+        subprocess.run(cmd, check=True, env={**os.environ, **CHILD_THREADS[config]})
         fields = json.loads(out.read_text())
     return Row(**{**fields, "shape": shape, "config": config})
 
@@ -284,78 +223,6 @@ def synthetic(shape: Shape, rows: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return x[: rows - n_val], x[rows - n_val:]
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def _reference(rows: list[Row]) -> tuple[float, float] | None:
-    """Profiles/s and profiles per CPU-s of the faster Keras configuration among ``rows`` (mean over its
-    runs): the project's threads or TensorFlow's defaults, whichever suits plain Keras."""
-    by_config = [[r for r in rows if r.config == c] for c in KERAS_CONFIGS]
-    runs = [group for group in by_config if group]
-    if not runs:
-        return None
-    best = max(runs, key=lambda group: statistics.mean(r.profiles_per_second for r in group))
-    return (statistics.mean(r.profiles_per_second for r in best),
-            statistics.mean(r.profiles_per_cpu_second for r in best))
-
-
-def references(rows: list[Row]) -> dict[tuple[str, int], tuple[float, float]]:
-    """Per shape and round, the Keras reference of that round (its first and last runs, so drift within
-    the round shows); a round without Keras rows takes the reference of the whole run. A speed-up is
-    taken against the reference of its own round: on a shared machine the speed drifts by tens of
-    per cent over minutes, and a stack row compared with Keras measured minutes away shows the drift."""
-    out = {}
-    for key in {r.shape.key for r in rows}:
-        of_shape = [r for r in rows if r.shape.key == key]
-        whole = _reference(of_shape)
-        for rnd in {r.round for r in of_shape}:
-            ref = _reference([r for r in of_shape if r.round == rnd]) or whole
-            if ref is not None:
-                out[(key, rnd)] = ref
-    return out
-
-
-def paired(rows: list[Row], ref: dict[tuple[str, int], tuple[float, float]]) -> str:
-    """Per shape and stack configuration, the speed-up in each round against that round's Keras, with the
-    median and range over the rounds: the figure to quote, since each ratio is measured side by side."""
-    lines = ["| shape | config | K | rounds | speed-up per round | median | min-max |", "|---|---|---|---|---|---|---|"]
-    stack_configs = dict.fromkeys(r.config for r in rows if r.config not in KERAS_CONFIGS)
-    for key in dict.fromkeys(r.shape.key for r in rows):
-        for config in stack_configs:
-            ratios = [r.profiles_per_second / ref[(key, r.round)][0] for r in rows
-                      if r.shape.key == key and r.config == config and (key, r.round) in ref]
-            if ratios:
-                lines.append(f"| {key} | {config} | {CONFIGS[config]} | {len(ratios)} | "
-                             f"{', '.join(f'{x:.2f}x' for x in ratios)} | {statistics.median(ratios):.2f}x | "
-                             f"{min(ratios):.2f}-{max(ratios):.2f}x |")
-    return "\n".join(lines)
-
-
-def table(rows: list[Row], ref: dict[tuple[str, int], tuple[float, float]], peak_gflops: float) -> str:
-    head = ("| shape | round | config | K | train rows | batch | timed epochs | s/epoch (mean) | s/epoch (min-max) "
-            "| model-profiles/s | speed-up vs (a) | matmul GFLOP/s | % of matmul peak | per CPU-s | speed-up per CPU-s "
-            "| warm-up epoch s | CPU cores used | other procs' cores | RSS before MB | config peak RSS MB | val loss "
-            "| op determinism | note |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        label = {"keras": "(a) keras fit", "kerastf": "(a) keras fit, TF threads"}.get(
-            r.config, f"{'(b)' if r.k == 1 else '(c)'} train_stack")
-        ref_speed, ref_cpu = ref.get((r.shape.key, r.round), (None, None))
-        speed = f"{r.profiles_per_second / ref_speed:.2f}x" if ref_speed else "n/a"
-        speed_cpu = f"{r.profiles_per_cpu_second / ref_cpu:.2f}x" if ref_cpu else "n/a"
-        gflops = r.profiles_per_second * training_flops(r.shape) / 1e9
-        lines.append(
-            f"| {r.shape.key} | {r.round} | {label} | {r.k} | {r.train_rows:,} | {r.shape.batch_size} | {len(r.epoch_seconds)} "
-            f"| {statistics.mean(r.epoch_seconds):.2f} | {min(r.epoch_seconds):.2f}-{max(r.epoch_seconds):.2f} "
-            f"| {r.profiles_per_second:,.0f} | {speed} | {gflops:.0f} | {100 * gflops / peak_gflops:.0f}% "
-            f"| {r.profiles_per_cpu_second:,.0f} | {speed_cpu} | {r.warmup_seconds:.1f} "
-            f"| {r.cpu_cores:.2f} | {_fmt(r.other_cores, '.2f')} | {_fmt(r.rss_before_mb, ',.0f')} "
-            f"| {_fmt(r.config_peak_mb, ',.0f')} | {_fmt(r.val_loss, '.4f')} "
-            f"| {'on' if r.op_determinism else 'off'} | {r.note} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=None,
@@ -372,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the Keras reference with TF op determinism on, as train_stack runs (default: off)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"Markdown file to update (default {RESULTS})")
     parser.add_argument("--no-append", action="store_true", help="print only, do not write the results file")
-    parser.add_argument("--child", help=argparse.SUPPRESS)  # one Keras measurement, for measure_in_child
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one measurement in its own process, for measure_in_child
     args = parser.parse_args(argv)
     if args.child:
         return _child(args.child)
@@ -409,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
               f"lr {shape.learning_rate}, 1 warm-up + {timed} timed epochs, "
               f"{training_flops(shape) / 1e6:.2f} MFLOP per profile per training step", flush=True)
         for rnd, config in ((rnd, c) for rnd in range(1, args.rounds + 1) for c in configs):
-            row = (measure_in_child(shape, config, n, timed, args.seed, args.keras_deterministic) if config == "kerastf"
+            row = (measure_in_child(shape, config, n, timed, args.seed, args.keras_deterministic) if config in CHILD_THREADS
                    else measure(shape, config, train, val, timed, args.seed, args.keras_deterministic))
             row.round = rnd
             rows.append(row)
@@ -427,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     flops = ", ".join(f"{s.key} {training_flops(s) / 1e6:.2f}" for s in shapes)
     ref = references(rows)  # per shape and round
     report = table(rows, ref, peak)
-    summary = paired(rows, ref)
+    summary = "\n\n".join(filter(None, [paired(rows, ref), scaling(rows, ref, process_cores())]))
     print("\n" + summary, flush=True)
     footer = (f"Matmul peak: numpy float32 2048x2048x2048 product, best of 5, measured {len(peaks)} times in this run "
               f"({', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s); the best, {peak:.0f} GFLOP/s, is the reference. "
@@ -436,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
               f"not counted, so the true fraction is a little higher). Epoch 1 (warm-up) excluded; model-profiles/s = K x "
               f"train rows x timed epochs / timed seconds; speed-up = that / the mean of the runs of the faster Keras "
               f"configuration at the same shape in the same round (keras: this project's threads; kerastf: TensorFlow's default threads); per CPU-s = model-profiles/s / CPU cores used; 'other procs' cores' = machine-wide busy CPU minus this "
-              f"process during the timed epochs (> ~0.2: contended, numbers noisy). val loss: mean over the K members after "
+              f"process during the timed epochs (> ~0.2: contended, numbers noisy). Scaling table: k1core is one model on one core (one TensorFlow thread, its own process); K independent models on C cores train about C times its speed at best (shared caches and memory make it less, rarely more), so 'perfect scaling vs Keras' is about the most a stack reaches on this machine unless one model's step gets cheaper, and a stack row's share of it measures how well its K models share the cores. val loss: mean over the K members after "
               f"the last epoch (bf16 rows: compare with the float32 row of the same K, same seeds and data).")
     body = run.header() + "\n\n" + summary + "\n\n" + report + "\n\n" + footer + "\n"
     _common.publish("throughput", "Training throughput: train_stack vs plain Keras model.fit (`train_throughput.py`)", body, args)
