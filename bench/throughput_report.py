@@ -154,7 +154,9 @@ def scaling(rows: list[Row], ref: dict[tuple[str, int], tuple[float, float]], co
     """Per shape and round, perfect scaling of one model on one core (``k1core``): K independent models on
     ``cores`` cores train about ``cores`` times its speed at best (shared caches and memory make it less,
     rarely more), unless a model's own step gets cheaper. Each stack row's share of it tells a loop that
-    scales badly from a step that costs too much."""
+    scales badly from a step that costs too much. Keras is the round's reference (the run's, in a round
+    without Keras rows: ``references``). ``cores`` counts logical CPUs: with two hardware threads per core,
+    perfect scaling over them is more than the machine can give."""
     lines = ["| shape | round | one model on one core, model-profiles/s | cores | perfect scaling: cores x that "
              "| perfect scaling vs Keras | stack rows: share of perfect scaling |", "|---|---|---|---|---|---|---|"]
     for solo in (r for r in rows if r.config == "k1core"):

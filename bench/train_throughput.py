@@ -2,7 +2,7 @@
 """Training throughput: the project's stacked loop (``train_stack``) versus a plain Keras ``model.fit``.
 
 Prints (it is not a test) seconds per epoch and profiles per second, on this machine and in one
-process, for two shapes of the paper (Cell Painting level 5 and L1000) on synthetic data:
+process (but the configurations of other TensorFlow threads, each in a child process), for two shapes of the paper (Cell Painting level 5 and L1000) on synthetic data:
 
   (a) keras   a subclassed ``keras.Model`` with a sampling layer and a custom ``train_step`` (the
               paper's way), trained with ``model.fit`` -- the reference, defined in this file; run
@@ -46,7 +46,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cpvae_assets.models import process_cores, tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
+from cpvae_assets.models import DEFAULTED_ENV, process_cores, tensorflow_threads  # noqa: E402  (sets TensorFlow's threads before it starts)
 from cpvae_assets.models.compiled import use_chains  # noqa: E402
 from cpvae_assets.models.precision import kernel_record  # noqa: E402
 from cpvae_assets.models.trainer import StackMember, train_stack  # noqa: E402
@@ -98,7 +98,6 @@ class Clock:
         self.wall.append(time.perf_counter())
         self.cpu.append(time.process_time())
         self.busy.append(_system_busy_seconds())
-
 
 
 def _op_determinism(enabled: bool) -> None:
@@ -167,7 +166,9 @@ def measure_in_child(shape: Shape, config: str, rows: int, timed_epochs: int, se
         measured = "keras" if config == "kerastf" else config  # kerastf: the keras reference with other threads
         cmd = [sys.executable, __file__, "--child",
                f"{shape.key}:{measured}:{rows}:{timed_epochs}:{seed}:{int(keras_deterministic)}:{out}"]
-        subprocess.run(cmd, check=True, env={**os.environ, **CHILD_THREADS[config]})
+        # the child's thread variables are set here, not defaulted by the package (configure_threads)
+        env = {name: value for name, value in os.environ.items() if name != DEFAULTED_ENV} | CHILD_THREADS[config]
+        subprocess.run(cmd, check=True, env=env)
         fields = json.loads(out.read_text())
     return Row(**{**fields, "shape": shape, "config": config})
 
@@ -257,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     run = _common.Run(_common.command_line("train_throughput.py"))
     threads = tensorflow_threads()
     run.extra.append(f"tensorflow {tf.__version__}, keras {keras.__version__}, TF threads intra/inter "
-                     f"{threads['intra_op']}/{threads['inter_op']} (kerastf: 0/0, TensorFlow's default: all cores)")
+                     f"{threads['intra_op']}/{threads['inter_op']} (" + "; ".join(
+                         f"{c}: {v['TF_NUM_INTRAOP_THREADS']}/{v['TF_NUM_INTEROP_THREADS']}" for c, v in CHILD_THREADS.items())
+                     + "; 0: TensorFlow's default, all cores)")
     kernels = kernel_record()
     run.extra.append(f"CPU vector instructions {kernels['vector_isa']}, native bfloat16 {kernels['native_bf16']}; TensorFlow's "
                      f"oneDNN ops {'on' if kernels['tensorflow_onednn'] else 'off'} (off: each matmul is Eigen's blocked "
