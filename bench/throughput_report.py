@@ -29,11 +29,11 @@ SHAPES = {
 CONFIGS = {"keras": None, "kerastf": None, "k1": 1, "k1core": 1, "k2": 2, "k4": 4, "k6": 6, "k1bf16": 1, "k4bf16": 4}
 DEFAULT_CONFIGS = "keras,kerastf,k1,k1core,k2,k4,k6,k1bf16,k4bf16,kerastf,keras"  # the references first and last (drift)
 KERAS_CONFIGS = ("keras", "kerastf")
-# configurations measured in a child process, with these TensorFlow threads (read once, when its runtime starts):
-# kerastf as plain Keras runs (0: TensorFlow decides, each op on all cores); k1core one model on one core, whose
-# speed times the cores is what a stack of independent models reaches with perfect scaling (``scaling``)
-CHILD_THREADS = {"kerastf": {"TF_NUM_INTEROP_THREADS": "0", "TF_NUM_INTRAOP_THREADS": "0"},
-                 "k1core": {"TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}}
+# configurations measured in a child process: another configuration with other TensorFlow threads (read once,
+# when its runtime starts). kerastf: keras as plain Keras runs (0: TensorFlow decides, each op on all cores);
+# k1core: k1 on one core, whose speed times the cores is a stack's speed with perfect scaling (``scaling``)
+CHILD_RUNS = {"kerastf": ("keras", {"TF_NUM_INTEROP_THREADS": "0", "TF_NUM_INTRAOP_THREADS": "0"}),
+              "k1core": ("k1", {"TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"})}
 LABELS = {"keras": "(a) keras fit", "kerastf": "(a) keras fit, TF threads", "k1core": "(b) train_stack, one core"}
 
 

@@ -56,7 +56,7 @@ tf.get_logger().setLevel("ERROR")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 from keras_reference import EpochStamps, PaperVAE  # noqa: E402
-from throughput_report import (CHILD_THREADS, CONFIGS, DEFAULT_CONFIGS, SHAPES, Row, Shape, _fmt,  # noqa: E402
+from throughput_report import (CHILD_RUNS, CONFIGS, DEFAULT_CONFIGS, SHAPES, Row, Shape, _fmt,  # noqa: E402
                                paired, references, scaling, table, training_flops)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,11 +163,11 @@ def measure_in_child(shape: Shape, config: str, rows: int, timed_epochs: int, se
     """TensorFlow fixes its thread pools when its runtime starts: another setting needs another process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
-        measured = "keras" if config == "kerastf" else config  # kerastf: the keras reference with other threads
+        measured, threads = CHILD_RUNS[config]
         cmd = [sys.executable, __file__, "--child",
                f"{shape.key}:{measured}:{rows}:{timed_epochs}:{seed}:{int(keras_deterministic)}:{out}"]
         # the child's thread variables are set here, not defaulted by the package (configure_threads)
-        env = {name: value for name, value in os.environ.items() if name != DEFAULTED_ENV} | CHILD_THREADS[config]
+        env = {name: value for name, value in os.environ.items() if name != DEFAULTED_ENV} | threads
         subprocess.run(cmd, check=True, env=env)
         fields = json.loads(out.read_text())
     return Row(**{**fields, "shape": shape, "config": config})
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = tensorflow_threads()
     run.extra.append(f"tensorflow {tf.__version__}, keras {keras.__version__}, TF threads intra/inter "
                      f"{threads['intra_op']}/{threads['inter_op']} (" + "; ".join(
-                         f"{c}: {v['TF_NUM_INTRAOP_THREADS']}/{v['TF_NUM_INTEROP_THREADS']}" for c, v in CHILD_THREADS.items())
+                         f"{c}: {v['TF_NUM_INTRAOP_THREADS']}/{v['TF_NUM_INTEROP_THREADS']}" for c, (_, v) in CHILD_RUNS.items())
                      + "; 0: TensorFlow's default, all cores)")
     kernels = kernel_record()
     run.extra.append(f"CPU vector instructions {kernels['vector_isa']}, native bfloat16 {kernels['native_bf16']}; TensorFlow's "
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
               f"lr {shape.learning_rate}, 1 warm-up + {timed} timed epochs, "
               f"{training_flops(shape) / 1e6:.2f} MFLOP per profile per training step", flush=True)
         for rnd, config in ((rnd, c) for rnd in range(1, args.rounds + 1) for c in configs):
-            row = (measure_in_child(shape, config, n, timed, args.seed, args.keras_deterministic) if config in CHILD_THREADS
+            row = (measure_in_child(shape, config, n, timed, args.seed, args.keras_deterministic) if config in CHILD_RUNS
                    else measure(shape, config, train, val, timed, args.seed, args.keras_deterministic))
             row.round = rnd
             rows.append(row)

@@ -1,5 +1,5 @@
-"""The throughput benchmark's scaling bound (``bench/throughput_report.py``, no TensorFlow): one model on one
-core times the cores, against the round's Keras, and each stack's share of it, from hand-made rows."""
+"""The throughput benchmark's scaling table (``bench/throughput_report.py``, no TensorFlow): perfect scaling of one
+model on one core over the cores, against the round's Keras, and each stack's share of it, from hand-made rows."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_no_one_core_row_no_scaling_table(report) -> None:
     assert report.scaling(rows, report.references(rows), cores=2) == ""
 
 
-def test_bound_without_keras_in_the_run_says_so(report) -> None:
+def test_perfect_scaling_without_keras_in_the_run_says_so(report) -> None:
     rows = [_row(report, "k1core", 1, [0.5]), _row(report, "k6", 6, [2.0])]
     (cells,) = _cells(report.scaling(rows, report.references(rows), cores=2))
     assert cells[5:] == ["n/a", "k6 75%"]
